@@ -1,0 +1,247 @@
+"""The app's settings (contract section 2), read and validated in one place.
+
+`load_settings()` is called when `function_app` is imported: a missing or malformed setting raises one
+`SettingsError` naming it, so the host indexes no function and no message is consumed.
+Values that may hold secrets (connection strings) are never repeated in an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "DEFAULT_RETRY_DELAYS",
+    "CredentialKind",
+    "ServiceBusConnection",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "validate_endpoint",
+]
+
+DEFAULT_API_VERSION = "2025-06-01"
+DEFAULT_RETRY_DELAYS: tuple[int, ...] = (60, 300, 900, 3600, 14400)
+
+# Batch api-versions look like 2025-06-01 or 2024-07-01.20.0.
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.\d+\.\d+)?$")
+# Service Bus queue names: letters, digits, periods, hyphens, underscores, slashes; up to 260.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,259}$")
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
+_MAX_RETRY_DELAY_SECONDS = 7 * 24 * 3600  # Service Bus schedules at most this far ahead usefully
+
+CredentialKind = str  # "managed-identity" (default, the production path) or "developer"
+_CREDENTIAL_KINDS = ("managed-identity", "developer")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed. `setting` names it; the message never contains its value
+    when that value could be a secret."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"setting {setting}: {problem}")
+
+
+@dataclass(frozen=True)
+class ServiceBusConnection:
+    """How the app's own Service Bus client connects: a namespace (identity) or a connection string."""
+
+    fully_qualified_namespace: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    batch_endpoint: str
+    batch_accounts: Mapping[str, str]
+    deletion_queue: str
+    dead_letter_queue: str
+    service_bus: ServiceBusConnection
+    client_id: str | None
+    api_version: str
+    retry_delays: tuple[int, ...]
+    credential: CredentialKind = "managed-identity"
+
+    def endpoint_for(self, account: str | None) -> str | None:
+        """The Batch endpoint for a message's `account` (None = the default), or None if unlisted."""
+        if account is None:
+            return self.batch_endpoint
+        return self.batch_accounts.get(account)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_endpoint(url: str, setting: str) -> str:
+    """Return the endpoint without a trailing slash; https only, http only for loopback hosts."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a malformed port
+    except ValueError as exc:
+        raise SettingsError(setting, f"not a valid URL ({exc})") from None
+    del port
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise SettingsError(setting, "must be an absolute https:// URL")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise SettingsError(
+            setting, "http:// is accepted only for loopback hosts (local emulators); use https://"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(setting, "must not contain user information")
+    if parts.query or parts.fragment:
+        raise SettingsError(setting, "must not contain a query or a fragment")
+    if any(c.isspace() or ord(c) < 0x20 for c in url):
+        raise SettingsError(setting, "must not contain whitespace or control characters")
+    return url.rstrip("/")
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(name, "is required but not set")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _queue(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if not _QUEUE_NAME.fullmatch(value):
+        raise SettingsError(name, f"{value!r} is not a valid Service Bus queue name")
+    return value
+
+
+def _accounts(env: Mapping[str, str]) -> dict[str, str]:
+    raw = _optional(env, "BATCH_ACCOUNTS")
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise SettingsError("BATCH_ACCOUNTS", 'must be a JSON object {"name": "https://..."}') from None
+    if not isinstance(parsed, dict):
+        raise SettingsError("BATCH_ACCOUNTS", 'must be a JSON object {"name": "https://..."}')
+    accounts: dict[str, str] = {}
+    for name, url in parsed.items():
+        if not _ACCOUNT_NAME.fullmatch(name):
+            raise SettingsError("BATCH_ACCOUNTS", f"account name {name!r} is not valid")
+        if not isinstance(url, str):
+            raise SettingsError("BATCH_ACCOUNTS", f"the URL of account {name!r} must be a string")
+        accounts[name] = validate_endpoint(url, f"BATCH_ACCOUNTS[{name}]")
+    return accounts
+
+
+def _retry_delays(env: Mapping[str, str]) -> tuple[int, ...]:
+    raw = _optional(env, "RETRY_DELAYS")
+    if raw is None:
+        return DEFAULT_RETRY_DELAYS
+    delays: list[int] = []
+    for item in raw.split(","):
+        text = item.strip()
+        if not text.isdigit() or not 1 <= int(text) <= _MAX_RETRY_DELAY_SECONDS:
+            raise SettingsError(
+                "RETRY_DELAYS",
+                f"{text!r} is not a whole number of seconds from 1 to {_MAX_RETRY_DELAY_SECONDS}"
+                " (expected e.g. 60,300,900)",
+            )
+        delays.append(int(text))
+    return tuple(delays)
+
+
+def _service_bus(env: Mapping[str, str]) -> ServiceBusConnection:
+    # As in the Functions host: a setting with the connection's own name is a connection string
+    # and wins; otherwise the identity-based `__fullyQualifiedNamespace` form is used.
+    connection_string = _optional(env, "ServiceBusConnection")
+    if connection_string is not None:
+        # Never echo the value: it holds a shared access key.
+        fields = dict(part.split("=", 1) for part in connection_string.split(";") if "=" in part.strip())
+        endpoint = {k.strip().lower(): v for k, v in fields.items()}.get("endpoint", "")
+        if not endpoint.startswith("sb://"):
+            raise SettingsError(
+                "ServiceBusConnection", "is not a Service Bus connection string (no Endpoint=sb://)"
+            )
+        return ServiceBusConnection(connection_string=connection_string)
+    namespace = _optional(env, "ServiceBusConnection__fullyQualifiedNamespace")
+    if namespace is not None:
+        if not _NAMESPACE.fullmatch(namespace):
+            raise SettingsError(
+                "ServiceBusConnection__fullyQualifiedNamespace",
+                "must be a host name such as mynamespace.servicebus.windows.net",
+            )
+        return ServiceBusConnection(fully_qualified_namespace=namespace)
+    raise SettingsError(
+        "ServiceBusConnection__fullyQualifiedNamespace",
+        "is required (or, for a local emulator, a ServiceBusConnection connection string)",
+    )
+
+
+def _client_id(env: Mapping[str, str]) -> str | None:
+    for name in ("AZURE_CLIENT_ID", "ServiceBusConnection__clientId"):
+        value = _optional(env, name)
+        if value is not None:
+            if not _GUID.fullmatch(value):
+                raise SettingsError(name, "must be a client id (a GUID)")
+            return value
+    return None
+
+
+def _credential(env: Mapping[str, str]) -> CredentialKind:
+    kind = _optional(env, "BATCH_CREDENTIAL") or "managed-identity"
+    if kind not in _CREDENTIAL_KINDS:
+        raise SettingsError("BATCH_CREDENTIAL", f"must be one of {', '.join(_CREDENTIAL_KINDS)}")
+    # The developer credential is a laptop convenience: refuse it where Azure hosts the app.
+    if kind == "developer" and env.get("WEBSITE_INSTANCE_ID"):
+        raise SettingsError(
+            "BATCH_CREDENTIAL", "'developer' is refused when running in Azure (WEBSITE_INSTANCE_ID)"
+        )
+    return kind
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting of the contract from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    endpoint = validate_endpoint(_required(env, "BATCH_ENDPOINT"), "BATCH_ENDPOINT")
+    deletion_queue = _queue(env, "DELETION_QUEUE")
+    dead_letter_queue = _queue(env, "DEAD_LETTER_QUEUE")
+    if deletion_queue.lower() == dead_letter_queue.lower():
+        raise SettingsError("DEAD_LETTER_QUEUE", "must differ from DELETION_QUEUE")
+    api_version = _optional(env, "BATCH_API_VERSION") or DEFAULT_API_VERSION
+    if not _API_VERSION.fullmatch(api_version):
+        raise SettingsError(
+            "BATCH_API_VERSION", f"{api_version!r} is not a Batch api-version like 2025-06-01"
+        )
+    return Settings(
+        batch_endpoint=endpoint,
+        batch_accounts=_accounts(env),
+        deletion_queue=deletion_queue,
+        dead_letter_queue=dead_letter_queue,
+        service_bus=_service_bus(env),
+        client_id=_client_id(env),
+        api_version=api_version,
+        retry_delays=_retry_delays(env),
+        credential=_credential(env),
+    )
