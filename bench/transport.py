@@ -3,6 +3,7 @@
 Runs, in this one process tree and against the Batch emulator (autoCreate, 0 ms latency):
   - BatchClient over httpx's default transport (httpcore)
   - BatchClient over aiohttp's pool (httpx-aiohttp), the one the project ships
+  - httpx.AsyncClient over the same aiohttp pool (what BatchClient avoids: it doubles the CPU)
   - a bare aiohttp ClientSession sending the same request (the reference for "how cheap can it be")
 each at 16 and 64 concurrent requests. CPU is this process's CPU time per request (the emulator runs in
 its own process). Medians of --repeats runs. Usage: python -m bench.transport [--requests N]
@@ -24,7 +25,7 @@ import httpx
 
 from emulators._launch import start
 from emulators.control import BatchEmulator
-from shared.batch_client import BatchClient, default_transport
+from shared.batch_client import BatchClient, DeleteJobOptions, build_request_parts, default_transport
 
 
 @dataclass
@@ -85,6 +86,24 @@ async def bench_batch_client(
         await client.aclose()
 
 
+async def bench_async_client(url: str, token: str, total: int, concurrency: int) -> tuple[float, float]:
+    """The same request through httpx.AsyncClient over the same aiohttp transport (not shipped)."""
+    async with httpx.AsyncClient(transport=default_transport(512), trust_env=False) as client:
+
+        async def send(i: int) -> None:
+            path, query, headers = build_request_parts(
+                f"job-{i}", DeleteJobOptions(), api_version="2025-06-01"
+            )
+            headers["authorization"] = "Bearer " + token
+            async with client.stream("DELETE", url + path, params=query, headers=headers) as response:
+                await response.aread()
+                assert response.status_code == 202
+
+        for i in range(concurrency):
+            await send(i)
+        return await drive(send, total, concurrency)
+
+
 async def bench_raw_aiohttp(url: str, token: str, total: int, concurrency: int) -> tuple[float, float]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
 
@@ -129,6 +148,9 @@ async def main_async(total: int, repeats: int) -> list[Figure]:
                 ),
                 "BatchClient + aiohttp transport (shipped)": functools.partial(
                     bench_batch_client, emulator.url, token, "aiohttp", total, concurrency
+                ),
+                "httpx.AsyncClient + aiohttp transport (not shipped)": functools.partial(
+                    bench_async_client, emulator.url, token, total, concurrency
                 ),
                 "bare aiohttp ClientSession (reference)": functools.partial(
                     bench_raw_aiohttp, emulator.url, token, total, concurrency
