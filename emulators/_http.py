@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, unquote
 
 import httptools
 
-__all__ = ["Handler", "Request", "Response", "reason_phrase", "run"]
+__all__ = ["Handler", "Listener", "Request", "Response", "listen", "reason_phrase", "run"]
 
 log = logging.getLogger("emulators.http")
 
@@ -336,7 +336,23 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-async def _serve(make_handler: Callable[[str], Handler], host: str, port: int, banner: str) -> None:
+class Listener:
+    """A bound server: ``url`` is its base URL; ``close()`` stops it and lets in-flight answers end."""
+
+    def __init__(self, server: asyncio.Server, url: str, connections: set[_Connection]) -> None:
+        self.server = server
+        self.url = url
+        self._connections = connections
+
+    async def close(self) -> None:
+        self.server.close()
+        in_flight = [task for connection in list(self._connections) if (task := connection.shutdown())]
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        await self.server.wait_closed()
+
+
+async def listen(make_handler: Callable[[str], Handler], host: str, port: int) -> Listener:
+    """Bind ``host:port`` (0 = a free port) in the running loop; ``make_handler`` gets the base URL."""
     loop = asyncio.get_running_loop()
     connections: set[_Connection] = set()
     handlers: list[Handler] = []  # filled once the port, hence the base URL, is known
@@ -349,16 +365,19 @@ async def _serve(make_handler: Callable[[str], Handler], host: str, port: int, b
     url_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{url_host}:{bound_port}"
     handlers.append(make_handler(base_url))
+    return Listener(server, base_url, connections)
+
+
+async def _serve(make_handler: Callable[[str], Handler], host: str, port: int, banner: str) -> None:
+    loop = asyncio.get_running_loop()
+    listener = await listen(make_handler, host, port)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    sys.stdout.write(banner.format(url=base_url) + "\n")
+    sys.stdout.write(banner.format(url=listener.url) + "\n")
     sys.stdout.flush()
     await stop.wait()
-    server.close()
-    in_flight = [task for connection in list(connections) if (task := connection.shutdown())]
-    await asyncio.gather(*in_flight, return_exceptions=True)
-    await server.wait_closed()
+    await listener.close()
 
 
 def run(make_handler: Callable[[str], Handler], *, host: str, port: int, banner: str) -> None:

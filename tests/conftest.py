@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
+import itertools
+import json
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any
 
+import azure.servicebus as servicebus_sync
+import azure.servicebus.aio as servicebus_aio
 import pytest
 
 from emulators import RunningProcess, start
 from emulators.control import BatchEmulator, IdentityEndpoint
+from emulators.servicebus import connection_string
 
 
 @dataclass(frozen=True)
@@ -93,3 +103,245 @@ def identity_env(identity_endpoint: IdentityHandle, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity_endpoint.url)
     monkeypatch.setenv("IDENTITY_HEADER", identity_endpoint.secret)
     return identity_endpoint
+
+
+# --- Service Bus ---------------------------------------------------------------------------------
+# One emulator per session, with SERVICEBUS_QUEUE_SETS sets of queues declared up front. Every test
+# that asks for `servicebus` gets a set of its own (so no test sees another's messages, and nothing is
+# drained). `servicebus_sdks` also hands a second set to the aio half of the test.
+
+
+@dataclass(frozen=True)
+class ServiceBusQueues:
+    """One test's queues (names), each kind declared with the properties noted."""
+
+    queue: str  # defaults: lockDuration 30 s, maxDeliveryCount 10
+    short_lock: str  # lockDuration 1.5 s, maxDeliveryCount 3
+    few_deliveries: str  # maxDeliveryCount 2
+    dedup: str  # duplicateDetectionWindow 60 s
+    forwarding: str  # maxDeliveryCount 2, forwardDeadLetteredMessagesTo=forward_target
+    forward_target: str  # defaults
+
+
+SERVICEBUS_QUEUE_SETS = 200
+_SERVICEBUS_QUEUE_PROPERTIES: dict[str, dict[str, Any]] = {
+    "queue": {},
+    "short_lock": {"lockDuration": 1.5, "maxDeliveryCount": 3},
+    "few_deliveries": {"maxDeliveryCount": 2},
+    "dedup": {"duplicateDetectionWindow": 60},
+    "forwarding": {"maxDeliveryCount": 2, "forwardDeadLetteredMessagesTo": "forward-target-{n}"},
+    "forward_target": {},
+}
+_servicebus_queue_sets = itertools.count()
+
+
+def _servicebus_queue_set(n: int) -> ServiceBusQueues:
+    return ServiceBusQueues(
+        **{field.name: f"{field.name.replace('_', '-')}-{n}" for field in fields(ServiceBusQueues)}
+    )
+
+
+def _servicebus_config() -> dict[str, Any]:
+    queues = []
+    for n in range(SERVICEBUS_QUEUE_SETS):
+        names = _servicebus_queue_set(n)
+        for kind, properties in _SERVICEBUS_QUEUE_PROPERTIES.items():
+            declared = {
+                key: value.format(n=n) if isinstance(value, str) else value
+                for key, value in properties.items()
+            }
+            queues.append({"name": getattr(names, kind), **declared})
+    return {"queues": queues}
+
+
+def _fresh_servicebus_queues() -> ServiceBusQueues:
+    n = next(_servicebus_queue_sets)
+    if n >= SERVICEBUS_QUEUE_SETS:
+        pytest.fail(
+            f"all {SERVICEBUS_QUEUE_SETS} Service Bus queue sets are used: raise SERVICEBUS_QUEUE_SETS"
+        )
+    return _servicebus_queue_set(n)
+
+
+@dataclass(frozen=True)
+class ServiceBusHandle:
+    """The session's Service Bus emulator and this test's own queues."""
+
+    url: str  # sb://127.0.0.1:PORT
+    connection_string: str  # what the SDK (and the Functions host) take
+    queues: ServiceBusQueues
+    process: RunningProcess
+
+
+@pytest.fixture(scope="session")
+def servicebus_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """One Service Bus emulator for the session, its queues declared from a --config file."""
+    config = tmp_path_factory.mktemp("servicebus") / "queues.json"
+    config.write_text(json.dumps(_servicebus_config()))
+    with start("emulators.servicebus", "--config", str(config)) as process:
+        yield process
+
+
+@pytest.fixture
+def servicebus(servicebus_process: RunningProcess) -> ServiceBusHandle:
+    """The session's Service Bus emulator, with a set of queues no other test uses."""
+    _check_alive(servicebus_process)
+    url = servicebus_process.url
+    return ServiceBusHandle(url, connection_string(url), _fresh_servicebus_queues(), servicebus_process)
+
+
+class _SdkRunner:
+    """Runs SDK calls off the test's event loop: the sync client in worker threads, the aio client on
+    one background loop. Handlers are closed in the background: the SDK takes up to a second to close
+    (it joins its keep-alive thread), which would otherwise dominate the suite."""
+
+    def __init__(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="servicebus-sync")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="servicebus-aio", daemon=True)
+        self._thread.start()
+        self._closing: list[concurrent.futures.Future[Any]] = []
+
+    def submit(
+        self, is_async: bool, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        if not is_async:
+            return self._executor.submit(function, *args, **kwargs)
+
+        async def invoke() -> Any:
+            result = function(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return asyncio.run_coroutine_threadsafe(invoke(), self._loop)
+
+    def close_later(self, is_async: bool, close: Callable[[], Any]) -> None:
+        self._closing.append(self.submit(is_async, close))
+
+    def shutdown(self) -> None:
+        concurrent.futures.wait(self._closing, timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _unwrap(value: Any) -> Any:
+    return value.target if isinstance(value, SdkObject) else value
+
+
+class SdkObject:
+    """An SDK sender, receiver or lock renewer whose methods are awaited, whichever the flavour."""
+
+    def __init__(self, target: Any, api: ServiceBusApi) -> None:
+        self.target = target
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.target, name)
+        if not callable(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await self._api.call(attribute, *args, **kwargs)
+
+        return call
+
+
+class ServiceBusApi:
+    """The azure-servicebus SDK, ``sync`` or ``aio``, on this test's queues: open handlers with
+    ``await sender(name)`` / ``await receiver(name, **options)``, then await their methods."""
+
+    def __init__(
+        self, flavour: str, connection_string: str, queues: ServiceBusQueues, runner: _SdkRunner
+    ) -> None:
+        self.flavour = flavour
+        self.queues = queues
+        self._connection_string = connection_string
+        self._is_async = flavour == "aio"
+        self._runner = runner
+        self._clients: dict[tuple[tuple[str, Any], ...], Any] = {}
+        self._opened: list[Any] = []
+
+    async def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        args = tuple(_unwrap(arg) for arg in args)
+        kwargs = {key: _unwrap(value) for key, value in kwargs.items()}
+        return await asyncio.wrap_future(self._runner.submit(self._is_async, function, *args, **kwargs))
+
+    async def _client_(self, options: dict[str, Any]) -> Any:
+        key = tuple(sorted(options.items()))
+        if key not in self._clients:
+            client_class = (
+                servicebus_aio.ServiceBusClient if self._is_async else servicebus_sync.ServiceBusClient
+            )
+            self._clients[key] = await self.call(
+                client_class.from_connection_string, self._connection_string, **options
+            )
+        return self._clients[key]
+
+    async def _open(self, handler: Any) -> SdkObject:
+        await self.call(handler.__aenter__ if self._is_async else handler.__enter__)
+        self._opened.append(handler)
+        return SdkObject(handler, self)
+
+    async def sender(self, queue: str, *, client_options: dict[str, Any] | None = None) -> SdkObject:
+        """``client_options``: for ``ServiceBusClient`` (e.g. ``retry_total``)."""
+        client = await self._client_(client_options or {})
+        return await self._open(await self.call(client.get_queue_sender, queue))
+
+    async def receiver(
+        self, queue: str, *, client_options: dict[str, Any] | None = None, **options: Any
+    ) -> SdkObject:
+        """``options``: the SDK's (``sub_queue``, ``receive_mode``, ``prefetch_count``, ...)."""
+        client = await self._client_(client_options or {})
+        return await self._open(await self.call(client.get_queue_receiver, queue, **options))
+
+    async def auto_lock_renewer(self, **options: Any) -> SdkObject:
+        renewer_class = servicebus_aio.AutoLockRenewer if self._is_async else servicebus_sync.AutoLockRenewer
+        renewer = await self.call(renewer_class, **options)
+        self._opened.append(renewer)
+        return SdkObject(renewer, self)
+
+    def close_later(self) -> None:
+        for handler in reversed(self._opened):
+            self._runner.close_later(self._is_async, handler.close)
+        self._opened.clear()
+
+
+class ServiceBusSdks:
+    """Runs a test's scenario with the sync and the aio SDK at the same time, each on its own queues."""
+
+    def __init__(self, sync: ServiceBusApi, aio: ServiceBusApi) -> None:
+        self.sync = sync
+        self.aio = aio
+
+    async def run(self, scenario: Callable[[ServiceBusApi], Awaitable[None]]) -> None:
+        apis = (self.sync, self.aio)
+        results = await asyncio.gather(*(scenario(api) for api in apis), return_exceptions=True)
+        failures: list[BaseException] = []
+        for api, result in zip(apis, results, strict=True):
+            if isinstance(result, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):  # pytest's own failures (pytest.fail) included
+                result.add_note(f"(with the {api.flavour} SDK)")
+                failures.append(result)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise BaseExceptionGroup("the scenario failed with both SDK flavours", failures)
+
+
+@pytest.fixture(scope="session")
+def _servicebus_runner() -> Iterator[_SdkRunner]:
+    runner = _SdkRunner()
+    yield runner
+    runner.shutdown()
+
+
+@pytest.fixture
+def servicebus_sdks(servicebus: ServiceBusHandle, _servicebus_runner: _SdkRunner) -> Iterator[ServiceBusSdks]:
+    """The sync and the aio SDK against the session's emulator (``run(scenario)`` runs both at once)."""
+    sync = ServiceBusApi("sync", servicebus.connection_string, servicebus.queues, _servicebus_runner)
+    aio = ServiceBusApi("aio", servicebus.connection_string, _fresh_servicebus_queues(), _servicebus_runner)
+    yield ServiceBusSdks(sync, aio)
+    sync.close_later()
+    aio.close_later()

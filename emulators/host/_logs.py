@@ -1,0 +1,44 @@
+"""Logging for the local host: readable lines on stderr, and optionally every record as JSON lines
+with its custom dimensions (the `extra=` fields), as Application Insights would store them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["JsonLinesFormatter", "configure_logging"]
+
+# Attributes every LogRecord has; anything else came in through `extra=`.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonLinesFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "customDimensions": {k: v for k, v in vars(record).items() if k not in _STANDARD},
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(*, verbose: bool, json_file: str | None) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.INFO if verbose else logging.WARNING)
+    stderr.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.addHandler(stderr)
+    if json_file:
+        handler = logging.FileHandler(json_file, encoding="utf-8")
+        handler.setFormatter(JsonLinesFormatter())
+        root.addHandler(handler)
+    for noisy in ("azure", "uamqp"):  # the SDKs' INFO chatter is not the app's
+        logging.getLogger(noisy).setLevel(logging.WARNING)

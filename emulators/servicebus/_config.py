@@ -1,0 +1,146 @@
+"""Queue declarations: ``--queue NAME[:key=value,...]`` and ``--config FILE.json``, validated in one place.
+
+Property names and meanings follow Service Bus's queue description (seconds instead of ISO durations):
+
+| key | default | meaning |
+|---|---|---|
+| ``lockDuration`` | 30 | peek-lock duration in seconds (fractions allowed, e.g. 1.5) |
+| ``maxDeliveryCount`` | 10 | deliveries before the broker dead-letters (``MaxDeliveryCountExceeded``) |
+| ``forwardDeadLetteredMessagesTo`` | none | another declared queue that receives this queue's dead letters |
+| ``duplicateDetectionWindow`` | 0 (off) | seconds in which a repeated ``message_id`` is dropped |
+| ``defaultMessageTimeToLive`` | none | seconds; applies to messages sent without their own time to live |
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "QueueSettings", "load_config_file", "parse_queue_spec", "validate"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,259}")
+
+
+class ConfigError(ValueError):
+    """A queue declaration that cannot be honoured; the message names the queue and the key."""
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """One declared queue. Names are matched case-insensitively, as Service Bus does."""
+
+    name: str
+    lock_duration: float = 30.0
+    max_delivery_count: int = 10
+    forward_dead_lettered_messages_to: str | None = None
+    duplicate_detection_window: float = 0.0
+    default_message_time_to_live: float | None = None
+
+
+def _positive_seconds(name: str, key: str, value: Any, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"queue {name!r}: {key} must be a number of seconds, not {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ConfigError(f"queue {name!r}: {key} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    return seconds
+
+
+def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"queue name {name!r} must match {_NAME.pattern}")
+    unknown = set(entry) - {
+        "name",
+        "lockDuration",
+        "maxDeliveryCount",
+        "forwardDeadLetteredMessagesTo",
+        "duplicateDetectionWindow",
+        "defaultMessageTimeToLive",
+    }
+    if unknown:
+        raise ConfigError(f"queue {name!r}: unknown properties {sorted(unknown)}")
+    max_delivery_count = entry.get("maxDeliveryCount", 10)
+    if (
+        isinstance(max_delivery_count, bool)
+        or not isinstance(max_delivery_count, int)
+        or max_delivery_count < 1
+    ):
+        raise ConfigError(f"queue {name!r}: maxDeliveryCount must be an integer >= 1")
+    forward = entry.get("forwardDeadLetteredMessagesTo")
+    if forward is not None and (not isinstance(forward, str) or not forward):
+        raise ConfigError(f"queue {name!r}: forwardDeadLetteredMessagesTo must be a queue name")
+    ttl = entry.get("defaultMessageTimeToLive")
+    return QueueSettings(
+        name=name,
+        lock_duration=_positive_seconds(name, "lockDuration", entry.get("lockDuration", 30)),
+        max_delivery_count=max_delivery_count,
+        forward_dead_lettered_messages_to=forward,
+        duplicate_detection_window=_positive_seconds(
+            name, "duplicateDetectionWindow", entry.get("duplicateDetectionWindow", 0), allow_zero=True
+        ),
+        default_message_time_to_live=(
+            None if ttl is None else _positive_seconds(name, "defaultMessageTimeToLive", ttl)
+        ),
+    )
+
+
+def _scalar(text: str) -> Any:
+    """``key=value`` values from the command line: numbers become numbers, the rest stays text."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_queue_spec(spec: str) -> QueueSettings:
+    """``orders`` or ``orders:lockDuration=1.5,maxDeliveryCount=3`` -> ``QueueSettings``."""
+    name, _, options = spec.partition(":")
+    entry: dict[str, Any] = {"name": name}
+    for option in filter(None, options.split(",")):
+        key, equals, value = option.partition("=")
+        if not equals:
+            raise ConfigError(f"queue {name!r}: option {option!r} is not key=value")
+        entry[key.strip()] = _scalar(value.strip())
+    return _from_mapping(entry)
+
+
+def load_config_file(path: str | Path) -> list[QueueSettings]:
+    """``{"queues": [{"name": ..., "lockDuration": ...}, ...]}`` -> settings, in file order."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+    queues = document.get("queues") if isinstance(document, dict) else None
+    if not isinstance(queues, list) or not all(isinstance(entry, dict) for entry in queues):
+        raise ConfigError(f'{path}: expected {{"queues": [{{"name": ...}}, ...]}}')
+    return [_from_mapping(entry) for entry in queues]
+
+
+def validate(queues: Iterable[QueueSettings]) -> list[QueueSettings]:
+    """Names unique (case-insensitively); forwarding targets declared and never the queue itself."""
+    result = list(queues)
+    seen: set[str] = set()
+    for queue in result:
+        key = queue.name.lower()
+        if key in seen:
+            raise ConfigError(f"queue {queue.name!r} is declared twice")
+        seen.add(key)
+    for queue in result:
+        target = queue.forward_dead_lettered_messages_to
+        if target is None:
+            continue
+        if target.lower() == queue.name.lower():
+            raise ConfigError(f"queue {queue.name!r} cannot forward its dead letters to itself")
+        if target.lower() not in seen:
+            raise ConfigError(f"queue {queue.name!r} forwards dead letters to undeclared queue {target!r}")
+    return result
