@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: venv lint typecheck test unit bench clean
+.PHONY: venv lint typecheck test unit bench schema clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+schema: $(STAMP)
+	$(BIN)/python -m delete_job.request > schemas/deletion-request.schema.json
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.transport

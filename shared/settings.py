@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_API_VERSION",
+    "DEFAULT_QUICK_RETRY_DELAYS",
     "DEFAULT_RETRY_DELAYS",
     "CredentialKind",
     "ServiceBusConnection",
@@ -28,6 +29,10 @@ __all__ = [
 
 DEFAULT_API_VERSION = "2025-06-01"
 DEFAULT_RETRY_DELAYS: tuple[int, ...] = (60, 300, 900, 3600, 14400)
+# Waits between the quick attempts inside one invocation (not in the contract: a tuning knob).
+DEFAULT_QUICK_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
+_MAX_QUICK_DELAY = 10.0
+_QUICK_BUDGET = 30.0
 
 # Batch api-versions look like 2025-06-01 or 2024-07-01.20.0.
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.\d+\.\d+)?$")
@@ -75,6 +80,7 @@ class Settings:
     api_version: str
     retry_delays: tuple[int, ...]
     credential: CredentialKind = "managed-identity"
+    quick_retry_delays: tuple[float, ...] = DEFAULT_QUICK_RETRY_DELAYS
 
     def endpoint_for(self, account: str | None) -> str | None:
         """The Batch endpoint for a message's `account` (None = the default), or None if unlisted."""
@@ -172,6 +178,25 @@ def _retry_delays(env: Mapping[str, str]) -> tuple[int, ...]:
     return tuple(delays)
 
 
+def _quick_retry_delays(env: Mapping[str, str]) -> tuple[float, ...]:
+    raw = _optional(env, "QUICK_RETRY_DELAYS")
+    if raw is None:
+        return DEFAULT_QUICK_RETRY_DELAYS
+    problem = (
+        f"must be up to 10 comma-separated waits of 0-{_MAX_QUICK_DELAY:g} seconds adding up to at most"
+        f" {_QUICK_BUDGET:g} (e.g. 0.5,1,2), or 'none'"
+    )
+    if raw.lower() == "none":
+        return ()
+    try:
+        delays = tuple(float(item) for item in raw.split(","))
+    except ValueError:
+        raise SettingsError("QUICK_RETRY_DELAYS", problem) from None
+    if len(delays) > 10 or sum(delays) > _QUICK_BUDGET or any(not 0 <= d <= _MAX_QUICK_DELAY for d in delays):
+        raise SettingsError("QUICK_RETRY_DELAYS", problem)
+    return delays
+
+
 def _service_bus(env: Mapping[str, str]) -> ServiceBusConnection:
     # As in the Functions host: a setting with the connection's own name is a connection string
     # and wins; otherwise the identity-based `__fullyQualifiedNamespace` form is used.
@@ -244,4 +269,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_version=api_version,
         retry_delays=_retry_delays(env),
         credential=_credential(env),
+        quick_retry_delays=_quick_retry_delays(env),
     )

@@ -1,0 +1,82 @@
+"""What a Batch answer means (contract section 3, step 4): one table, read top to bottom.
+
+Pure: no I/O, no clock. `decide()` maps Batch's answer (or the lack of one) to an outcome and an action;
+the processor carries the action out. Reading `RULES` tells the whole policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.batch_client import BatchResponse
+from shared.batch_errors import BatchTransportError
+
+__all__ = ["RULES", "Action", "Outcome", "Verdict", "decide"]
+
+
+class Outcome(StrEnum):
+    DELETED = "Deleted"
+    ALREADY_DELETED = "AlreadyDeleted"
+    ALREADY_DELETING = "AlreadyDeleting"
+    PRECONDITION_FAILED = "PreconditionFailed"
+    BATCH_REJECTED = "BatchRejected"
+    INVALID_MESSAGE = "InvalidMessage"
+    RETRY_SCHEDULED = "RetryScheduled"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+    ABANDONED = "Abandoned"
+
+
+class Action(StrEnum):
+    COMPLETE = "complete"  # done: the message completes, nothing else is sent
+    RECORD = "record"  # a failure record first, then the message completes
+    RETRY = "retry"  # transient: quick retries, then a delayed retry copy (or RetriesExhausted)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Matches a status range (inclusive) and, when given, one Batch error code."""
+
+    statuses: tuple[int, int]
+    code: str | None
+    verdict: Verdict
+
+    def matches(self, status: int, code: str | None) -> bool:
+        low, high = self.statuses
+        return low <= status <= high and (self.code is None or self.code == code)
+
+
+_DONE = Action.COMPLETE
+_TRANSIENT = Verdict(Outcome.RETRY_SCHEDULED, Action.RETRY)
+
+RULES: tuple[Rule, ...] = (
+    Rule((200, 299), None, Verdict(Outcome.DELETED, _DONE)),
+    Rule((404, 404), "JobNotFound", Verdict(Outcome.ALREADY_DELETED, _DONE)),
+    Rule((409, 409), "JobBeingDeleted", Verdict(Outcome.ALREADY_DELETING, _DONE)),
+    Rule((412, 412), None, Verdict(Outcome.PRECONDITION_FAILED, Action.RECORD)),
+    Rule((408, 408), None, _TRANSIENT),
+    Rule((429, 429), None, _TRANSIENT),
+    Rule((500, 599), None, _TRANSIENT),
+    Rule((409, 409), "JobBeingTerminated", _TRANSIENT),
+    # Everything else: 3xx (never followed), 401, 400, 403, other 404/409, 413, ...
+    Rule((100, 999), None, Verdict(Outcome.BATCH_REJECTED, Action.RECORD)),
+)
+
+# No answer at all (connection refused or dropped, timeout): transient.
+NO_ANSWER = _TRANSIENT
+
+
+def decide(answer: BatchResponse | BatchTransportError) -> Verdict:
+    """The verdict for one Batch answer, or for none."""
+    if isinstance(answer, BatchTransportError):
+        return NO_ANSWER
+    for rule in RULES:
+        if rule.matches(answer.status, answer.error_code):
+            return rule.verdict
+    return RULES[-1].verdict  # statuses outside 100-999 cannot come from HTTP; reject if they do

@@ -1,0 +1,118 @@
+"""Sending to Service Bus queues: one async client per event loop, one sender per queue, created on
+first use. azure.servicebus is imported only then, so a process whose messages all succeed never pays
+for it (cold start, memory).
+
+A send either succeeds or raises: the caller must not complete its message until it has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.settings import ServiceBusConnection
+
+if TYPE_CHECKING:
+    from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+
+__all__ = ["MAX_MESSAGE_ID", "OutgoingMessage", "QueueSender", "shorten_message_id"]
+
+MAX_MESSAGE_ID = 128  # Service Bus's limit
+
+
+def shorten_message_id(message_id: str) -> str:
+    """Ids over 128 characters become a prefix plus a hash of the whole id: deterministic, so
+    duplicate detection still recognises a second copy."""
+    if len(message_id) <= MAX_MESSAGE_ID:
+        return message_id
+    digest = hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:40]
+    return f"{message_id[: MAX_MESSAGE_ID - len(digest) - 1]}~{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    body: bytes
+    message_id: str
+    content_type: str | None = None
+    correlation_id: str | None = None
+    subject: str | None = None
+    application_properties: dict[str, str | int | bool] = field(default_factory=dict)
+    scheduled_enqueue_time_utc: datetime | None = None
+
+
+class QueueSender:
+    """Sends `OutgoingMessage`s; create it inside the event loop that uses it."""
+
+    def __init__(self, connection: ServiceBusConnection, *, client_id: str | None = None) -> None:
+        self._connection = connection
+        self._client_id = client_id
+        self._client: ServiceBusClient | None = None
+        self._senders: dict[str, ServiceBusSender] = {}
+        self._lock = asyncio.Lock()
+
+    def _make_client(self) -> ServiceBusClient:
+        from azure.servicebus.aio import ServiceBusClient  # noqa: PLC0415 - only when needed
+
+        if self._connection.connection_string is not None:
+            return ServiceBusClient.from_connection_string(self._connection.connection_string)
+        from azure.identity.aio import ManagedIdentityCredential  # noqa: PLC0415
+
+        credential = (
+            ManagedIdentityCredential(client_id=self._client_id)
+            if self._client_id
+            else ManagedIdentityCredential()
+        )
+        namespace = self._connection.fully_qualified_namespace or ""  # settings guarantee one form
+        return ServiceBusClient(namespace, credential)
+
+    async def _sender(self, queue: str) -> ServiceBusSender:
+        sender = self._senders.get(queue)
+        if sender is None:
+            async with self._lock:
+                sender = self._senders.get(queue)
+                if sender is None:
+                    if self._client is None:
+                        self._client = self._make_client()
+                    sender = self._client.get_queue_sender(queue)
+                    self._senders[queue] = sender
+        return sender
+
+    async def send(self, queue: str, message: OutgoingMessage) -> None:
+        """Send one message (scheduled if it says so). Raises if Service Bus did not take it."""
+        from azure.servicebus import ServiceBusMessage  # noqa: PLC0415
+
+        properties: dict[str | bytes, Any] = dict(message.application_properties.items())
+        outgoing = ServiceBusMessage(
+            message.body,
+            message_id=shorten_message_id(message.message_id),
+            content_type=message.content_type,
+            correlation_id=message.correlation_id,
+            subject=message.subject,
+            application_properties=properties,
+            scheduled_enqueue_time_utc=message.scheduled_enqueue_time_utc,
+        )
+        sender = await self._sender(queue)
+        try:
+            await sender.send_messages(outgoing)
+        except BaseException:
+            # A broken link is not reused: the next send opens a fresh one.
+            self._senders.pop(queue, None)
+            await _close_quietly(sender)
+            raise
+
+    async def close(self) -> None:
+        senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
+            await _close_quietly(sender)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+async def _close_quietly(sender: ServiceBusSender) -> None:
+    with contextlib.suppress(Exception):  # closing a broken sender may fail; nothing to do about it
+        await sender.close()
