@@ -1,0 +1,117 @@
+"""Messages/s through the whole local flow: Service Bus emulator -> local host -> function_app -> Batch.
+
+Starts the Service Bus emulator, the Batch emulator (autoCreate, so every delete is a 202), the identity
+endpoint and `python -m emulators.host` running the real function_app; sends N deletion messages in
+batches, and measures from the first send until the host has completed all of them.
+
+    .venv/bin/python -m bench.host_throughput [--messages 2000] [--max-concurrent-calls 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from emulators import start
+from emulators.control import BatchEmulator
+from emulators.servicebus import connection_string
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(messages: int, concurrency: int, latency_ms: int, tmp: Path) -> dict[str, float]:
+    with ExitStack() as stack:
+        service_bus = stack.enter_context(
+            start(
+                "emulators.servicebus",
+                "--queue",
+                "bench-deletions:lockDuration=60",
+                "--queue",
+                "bench-failed:duplicateDetectionWindow=600",
+            )
+        )
+        batch = stack.enter_context(start("emulators.batch", "--latency-ms", str(latency_ms)))
+        BatchEmulator(batch.url).configure(autoCreate=True)
+        identity = stack.enter_context(start("emulators.identity", env={"IDENTITY_HEADER": "bench"}))
+        settings = tmp / "local.settings.json"
+        settings.write_text(json.dumps({"Values": {}}))
+        conn = connection_string(service_bus.url)
+        host = stack.enter_context(
+            start(
+                "emulators.host",
+                "--app-dir",
+                str(ROOT),
+                "--settings",
+                str(settings),
+                "--max-concurrent-calls",
+                str(concurrency),
+                env={
+                    "BATCH_ENDPOINT": batch.url,
+                    "DELETION_QUEUE": "bench-deletions",
+                    "DEAD_LETTER_QUEUE": "bench-failed",
+                    "ServiceBusConnection": conn,
+                    "IDENTITY_ENDPOINT": identity.url,
+                    "IDENTITY_HEADER": "bench",
+                },
+                ready_timeout=60,
+            )
+        )
+        started = time.perf_counter()
+        with (
+            ServiceBusClient.from_connection_string(conn) as client,
+            client.get_queue_sender("bench-deletions") as sender,
+        ):
+            batch_of = sender.create_message_batch()
+            for i in range(messages):
+                message = ServiceBusMessage(
+                    json.dumps({"jobId": f"job-{i}"}), content_type="application/json"
+                )
+                try:
+                    batch_of.add_message(message)
+                except ValueError:
+                    sender.send_messages(batch_of)
+                    batch_of = sender.create_message_batch()
+                    batch_of.add_message(message)
+            sender.send_messages(batch_of)
+        sent = time.perf_counter()
+        deadline = time.monotonic() + 300
+        while True:
+            stats = httpx.get(f"{host.url}/_host/stats", timeout=10).json()
+            if stats.get("completed", 0) + stats.get("abandoned", 0) >= messages or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        done = time.perf_counter()
+        return {
+            "messages": messages,
+            "sendSeconds": sent - started,
+            "totalSeconds": done - started,
+            "perSecond": messages / (done - started),
+            "completed": stats.get("completed", 0),
+            "abandoned": stats.get("abandoned", 0),
+        }
+
+
+def main() -> None:
+    import tempfile  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--max-concurrent-calls", type=int, default=64)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run(args.messages, args.max_concurrent_calls, args.latency_ms, Path(tmp))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
