@@ -417,3 +417,19 @@ async def test_no_token_in_logs_records_or_errors(
     everything += "\n".join(str(b"".join(m.body)) for m in records(servicebus))
     assert "eyJ" not in everything
     assert "Bearer " not in everything
+
+
+async def test_concurrent_first_records_all_get_sent(
+    processor: Processor, batch_emulator: BatchHandle, servicebus: ServiceBusHandle
+) -> None:
+    """Twenty failures at once on a fresh processor: every record is sent, none of them raises."""
+    import asyncio  # noqa: PLC0415
+
+    results = await asyncio.gather(
+        *(
+            processor.process(received({"jobId": f"x{i}", "ifmatch": "typo"}, message_id=f"c-{i}"))
+            for i in range(20)
+        )
+    )
+    assert {r.outcome for r in results} == {"InvalidMessage"}
+    assert sorted(m.message_id for m in records(servicebus)) == sorted(f"c-{i}:failed" for i in range(20))
