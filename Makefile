@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: venv lint typecheck test unit bench schema clean
+.PHONY: venv lint typecheck test unit bench schema demo up clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m emulators.demo
+
+up: $(STAMP)
+	$(BIN)/python -m emulators up
 
 schema: $(STAMP)
 	$(BIN)/python -m delete_job.request > schemas/deletion-request.schema.json
