@@ -1,0 +1,177 @@
+"""The whole flow on one machine (`make demo`): emulators, the local host running function_app, a mix of
+deletion requests that shows every outcome, what happened to each, and the dead-letter table.
+
+Everything runs on free loopback ports and stops at the end, pass or fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+from emulators import start
+from emulators.__main__ import start_all
+from emulators.control import BatchEmulator
+from emulators.host._config import apply_local_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Case:
+    title: str
+    body: dict[str, Any]
+    final: str  # the outcome that ends this message's story
+
+
+CASES = [
+    Case(
+        "a finished workflow's job", {"jobId": "demo-nightly-42", "reason": "workflow 42 finished"}, "Deleted"
+    ),
+    Case("a job that is already gone", {"jobId": "demo-gone"}, "AlreadyDeleted"),
+    Case("a job already being deleted", {"jobId": "demo-deleting"}, "AlreadyDeleting"),
+    Case(
+        "a protected job (stale If-Match)",
+        {"jobId": "demo-protected", "ifMatch": "0x8D0000000000001"},
+        "PreconditionFailed",
+    ),
+    Case("a misspelt precondition", {"jobId": "demo-typo", "ifmatch": "0x8D0000000000001"}, "InvalidMessage"),
+    Case("throttled once (429, Retry-After 1)", {"jobId": "demo-throttled"}, "Deleted"),
+    Case("Batch busy for a while (503)", {"jobId": "demo-busy"}, "Deleted"),
+    Case("no permission on the account (403)", {"jobId": "demo-forbidden"}, "BatchRejected"),
+]
+
+
+def seed(batch: BatchEmulator) -> None:
+    batch.configure(deleteDelayMs=120_000)
+    for job in (
+        "demo-nightly-42",
+        "demo-protected",
+        "demo-typo",
+        "demo-throttled",
+        "demo-busy",
+        "demo-forbidden",
+    ):
+        batch.add_job(job)
+    batch.add_job("demo-deleting", state="deleting")
+    batch.add_fault(match={"jobId": "demo-throttled"}, status=429, code="TooManyRequests", retryAfter="1")
+    # Three answers of 503: the first attempt and both quick retries, so a delayed retry copy takes over.
+    batch.add_fault(match={"jobId": "demo-busy"}, status=503, code="ServerBusy", times=3)
+    batch.add_fault(match={"jobId": "demo-forbidden"}, status=403, code="AuthorizationFailure", times=None)
+
+
+def outcomes(log_file: Path) -> list[dict[str, Any]]:
+    if not log_file.exists():
+        return []
+    entries = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    return [e["customDimensions"] for e in entries if e.get("logger") == "delete_job"]
+
+
+def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
+    started = time.monotonic()
+    env = dict(os.environ)
+    apply_local_settings(ROOT, ROOT / "local.settings.sample.json", env)
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        print("Starting the emulators (Batch, managed identity, Service Bus) on free ports...", file=out)
+        settings = start_all(env, stack, free_ports=True)
+        log_file = Path(tmp) / "host-log.jsonl"
+        empty = Path(tmp) / "local.settings.json"
+        empty.write_text('{"Values": {}}')
+        app_env = {
+            **{k: env[k] for k in ("DELETION_QUEUE", "DEAD_LETTER_QUEUE")},
+            **settings,
+            "RETRY_DELAYS": "2,2",
+            "QUICK_RETRY_DELAYS": "0.2,0.4",
+        }
+        batch = BatchEmulator(settings["BATCH_ENDPOINT"])
+        seed(batch)
+        print("Starting the local Functions host with function_app...", file=out)
+        stack.enter_context(
+            start(
+                "emulators.host",
+                "--app-dir",
+                str(ROOT),
+                "--settings",
+                str(empty),
+                "--log-file",
+                str(log_file),
+                env=app_env,
+                ready_timeout=60,
+            )
+        )
+        ids: dict[str, Case] = {}
+        with ServiceBusClient.from_connection_string(settings["ServiceBusConnection"]) as client:
+            with client.get_queue_sender(env["DELETION_QUEUE"]) as sender:
+                for case in CASES:
+                    message_id = f"demo-{uuid.uuid4().hex[:8]}"
+                    ids[message_id] = case
+                    sender.send_messages(
+                        ServiceBusMessage(
+                            json.dumps(case.body), message_id=message_id, content_type="application/json"
+                        )
+                    )
+        print(f"Sent {len(CASES)} deletion requests; waiting until every one is settled...\n", file=out)
+        deadline = time.monotonic() + timeout
+        story: dict[str, list[dict[str, Any]]] = {}
+        while time.monotonic() < deadline:
+            story = {}
+            for record in outcomes(log_file):
+                first = str(record["messageId"]).split(":retry")[0]
+                story.setdefault(first, []).append(record)
+            if all(story.get(mid) and story[mid][-1]["outcome"] == c.final for mid, c in ids.items()):
+                break
+            time.sleep(0.1)
+        failed = 0
+        print(f"{'request':38} {'job':18} what happened", file=out)
+        for message_id, case in ids.items():
+            steps = story.get(message_id, [])
+            path = (
+                " -> ".join(
+                    f"{s['outcome']}"
+                    + (
+                        f" ({s['httpStatus']} {s.get('batchErrorCode') or ''})".replace(" )", ")")
+                        if s.get("httpStatus")
+                        else ""
+                    )
+                    for s in steps
+                )
+                or "(nothing yet)"
+            )
+            ok = bool(steps) and steps[-1]["outcome"] == case.final
+            failed += not ok
+            print(
+                f"{case.title:38} {case.body['jobId']:18} {path}{'' if ok else '   <-- expected ' + case.final}",
+                file=out,
+            )
+        print("\nThe dead-letter queue, as an operator sees it:", file=out)
+        out.flush()
+        cli = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "delete_job.cli", "dead-letters", "list"],
+            env={**env, **app_env, "PYTHONPATH": str(ROOT), "COLUMNS": "160"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        print(cli.stdout.rstrip() or cli.stderr.rstrip(), file=out)
+        print("\nStopping everything...", file=out)
+    print(
+        f"Done in {time.monotonic() - started:.0f} s: {len(CASES) - failed} of {len(CASES)} as expected.",
+        file=out,
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
