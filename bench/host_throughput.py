@@ -86,7 +86,8 @@ def run(messages: int, concurrency: int, latency_ms: int, tmp: Path) -> dict[str
         deadline = time.monotonic() + 300
         while True:
             stats = httpx.get(f"{host.url}/_host/stats", timeout=10).json()
-            if stats.get("completed", 0) + stats.get("abandoned", 0) >= messages or time.monotonic() > deadline:
+            settled = stats.get("completed", 0) + stats.get("abandoned", 0)
+            if settled >= messages or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         done = time.perf_counter()

@@ -111,16 +111,18 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
             )
         )
         ids: dict[str, Case] = {}
-        with ServiceBusClient.from_connection_string(settings["ServiceBusConnection"]) as client:
-            with client.get_queue_sender(env["DELETION_QUEUE"]) as sender:
-                for case in CASES:
-                    message_id = f"demo-{uuid.uuid4().hex[:8]}"
-                    ids[message_id] = case
-                    sender.send_messages(
-                        ServiceBusMessage(
-                            json.dumps(case.body), message_id=message_id, content_type="application/json"
-                        )
+        with (
+            ServiceBusClient.from_connection_string(settings["ServiceBusConnection"]) as client,
+            client.get_queue_sender(env["DELETION_QUEUE"]) as sender,
+        ):
+            for case in CASES:
+                message_id = f"demo-{uuid.uuid4().hex[:8]}"
+                ids[message_id] = case
+                sender.send_messages(
+                    ServiceBusMessage(
+                        json.dumps(case.body), message_id=message_id, content_type="application/json"
                     )
+                )
         print(f"Sent {len(CASES)} deletion requests; waiting until every one is settled...\n", file=out)
         deadline = time.monotonic() + timeout
         story: dict[str, list[dict[str, Any]]] = {}
@@ -150,13 +152,11 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
             )
             ok = bool(steps) and steps[-1]["outcome"] == case.final
             failed += not ok
-            print(
-                f"{case.title:38} {case.body['jobId']:18} {path}{'' if ok else '   <-- expected ' + case.final}",
-                file=out,
-            )
+            expected = "" if ok else f"   <-- expected {case.final}"
+            print(f"{case.title:38} {case.body['jobId']:18} {path}{expected}", file=out)
         print("\nThe dead-letter queue, as an operator sees it:", file=out)
         out.flush()
-        cli = subprocess.run(  # noqa: S603 - our own interpreter and module
+        cli = subprocess.run(
             [sys.executable, "-m", "delete_job.cli", "dead-letters", "list"],
             env={**env, **app_env, "PYTHONPATH": str(ROOT), "COLUMNS": "160"},
             capture_output=True,

@@ -432,4 +432,6 @@ async def test_concurrent_first_records_all_get_sent(
         )
     )
     assert {r.outcome for r in results} == {"InvalidMessage"}
-    assert sorted(str(m.message_id) for m in records(servicebus)) == sorted(f"c-{i}:failed" for i in range(20))
+    assert sorted(str(m.message_id) for m in records(servicebus)) == sorted(
+        f"c-{i}:failed" for i in range(20)
+    )

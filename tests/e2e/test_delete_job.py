@@ -9,9 +9,8 @@ settlement, the failure record or retry copies, and the host's structured log re
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +26,7 @@ from azure.servicebus import (
 from emulators import RunningProcess, start
 from emulators.servicebus import connection_string
 from tests.conftest import BatchHandle, IdentityHandle
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -57,17 +57,6 @@ def queue_specs() -> list[str]:
 def service_bus() -> Iterator[RunningProcess]:
     with start("emulators.servicebus", *queue_specs()) as process:
         yield process
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)  # polling interval
 
 
 class Deployment:

@@ -10,7 +10,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQ
 
 from emulators import RunningProcess, start
 from emulators.servicebus import connection_string
+from tests.polling import wait_for
 
 APP_DIR = Path(__file__).parent / "host_app"
 T = TypeVar("T")
@@ -41,18 +42,6 @@ def queue_specs() -> list[str]:
 def service_bus() -> Iterator[RunningProcess]:
     with start("emulators.servicebus", *queue_specs()) as process:
         yield process
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)  # a polling interval, not a wait for an event
 
 
 class HostRun:
