@@ -1,0 +1,255 @@
+"""How dead letters look: a table, one record in full, and JSON for scripts.
+
+Every value from a message goes into a `Text`, never into markup: a description holding `[/]` is shown,
+not interpreted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.json import JSON
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from delete_job.cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, replay_copy
+
+__all__ = ["detail", "raw_json", "summary_json", "table"]
+
+DESCRIPTION_WIDTH = 120
+WIDE = 140  # columns: enough for every column of the table, the description cut to fit
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _shown(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _reason(dead_letter: DeadLetter) -> str:
+    return f"{dead_letter.reason} (broker)" if dead_letter.kind is Kind.BROKER else dead_letter.reason
+
+
+def table(dead_letters: Sequence[DeadLetter], title: str, *, width: int) -> Table:
+    """The list view. Narrower than `WIDE` columns, the description is left out (`show` and `--json`
+    have it) and long values wrap instead of being cut."""
+    wide = width >= WIDE
+    grid = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", expand=wide)
+    grid.add_column("#", justify="right", no_wrap=True)
+    for name in ("reason", "job"):
+        grid.add_column(name, no_wrap=wide, overflow="fold")
+    grid.add_column("HTTP", justify="right", no_wrap=True)
+    grid.add_column("Batch error", no_wrap=wide, overflow="fold")
+    grid.add_column("failed at (UTC)", no_wrap=wide)
+    if wide:
+        grid.add_column("description", ratio=1, min_width=20, no_wrap=True, overflow="ellipsis")
+    grid.add_column("message id", no_wrap=wide, overflow="fold")
+    for dead_letter in dead_letters:
+        envelope = dead_letter.envelope
+        grid.add_row(
+            Text(str(envelope.sequence_number)),
+            Text(_reason(dead_letter), style="yellow" if dead_letter.kind is Kind.BROKER else ""),
+            Text(dead_letter.job_id or ""),
+            Text(str(dead_letter.http_status or "")),
+            Text(dead_letter.batch_error_code or ""),
+            Text(_shown(dead_letter.failed_at)),
+            *([Text(_one_line(dead_letter.description, DESCRIPTION_WIDTH))] if wide else []),
+            Text(envelope.message_id or ""),
+        )
+    return grid
+
+
+def _replayable(dead_letter: DeadLetter) -> tuple[bool, str | None]:
+    try:
+        replay_copy(dead_letter, new_id=lambda: "")
+    except NotReplayableError as exc:
+        return False, str(exc)
+    return True, None
+
+
+def summary_json(dead_letter: DeadLetter) -> dict[str, Any]:
+    """One line of `list --json`."""
+    envelope = dead_letter.envelope
+    replayable, why_not = _replayable(dead_letter)
+    return {
+        "sequenceNumber": envelope.sequence_number,
+        "messageId": envelope.message_id,
+        "kind": str(dead_letter.kind),
+        "reason": dead_letter.reason,
+        "jobId": dead_letter.job_id,
+        "account": dead_letter.account,
+        "httpStatus": dead_letter.http_status,
+        "batchErrorCode": dead_letter.batch_error_code,
+        "failedAt": _iso(dead_letter.failed_at),
+        "description": dead_letter.description,
+        "source": dead_letter.source,
+        "enqueuedTimeUtc": _iso(envelope.enqueued_time_utc),
+        "replayable": replayable,
+        "notReplayableBecause": why_not,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def raw_json(envelope: Envelope) -> dict[str, Any]:
+    """The message as it is on the queue (`show --json`): its properties, and its body parsed when
+    it is JSON, else as text, else base64."""
+    raw: dict[str, Any] = {
+        "sequenceNumber": envelope.sequence_number,
+        "messageId": envelope.message_id,
+        "correlationId": envelope.correlation_id,
+        "subject": envelope.subject,
+        "contentType": envelope.content_type,
+        "enqueuedTimeUtc": _iso(envelope.enqueued_time_utc),
+        "deliveryCount": envelope.delivery_count,
+        "applicationProperties": {k: _plain(v) for k, v in envelope.application_properties.items()},
+    }
+    body = envelope.body
+    if body is None:
+        raw["body"] = None
+        return raw
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raw["bodyBase64"] = base64.b64encode(body).decode("ascii")
+        return raw
+    try:
+        raw["body"] = json.loads(text)
+    except (ValueError, RecursionError):
+        raw["body"] = text
+    return raw
+
+
+def _fields(rows: Sequence[tuple[str, Any]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in rows:
+        if value is None or value == "":
+            continue
+        grid.add_row(Text(name), Text(value if isinstance(value, str) else json.dumps(_plain(value))))
+    return grid
+
+
+def _body(text: str | None) -> RenderableType:
+    if text is None:
+        return Text("(no body)", style="dim")
+    try:
+        json.loads(text)
+        return JSON(text)
+    except (ValueError, RecursionError):
+        return Text(text)
+
+
+def _batch_error(record: dict[str, Any]) -> RenderableType | None:
+    error = record.get("batchError")
+    if not isinstance(error, dict):
+        return None
+    message = error.get("message")
+    value = message.get("value") if isinstance(message, dict) else message
+    rows: list[tuple[str, Any]] = [("code", error.get("code")), ("message", value)]
+    values = error.get("values")
+    for item in values if isinstance(values, list) else []:
+        if isinstance(item, dict):
+            rows.append((str(item.get("key", "")), item.get("value")))
+    return Panel(_fields(rows), title="Batch error", title_align="left")
+
+
+def _as_original(envelope: Envelope) -> dict[str, Any]:
+    """A dead letter that is the message itself, described as a record describes its original."""
+    original: dict[str, Any] = {
+        "messageId": envelope.message_id,
+        "correlationId": envelope.correlation_id,
+        "contentType": envelope.content_type,
+        "enqueuedTimeUtc": _iso(envelope.enqueued_time_utc),
+        "deliveryCount": envelope.delivery_count,
+        "applicationProperties": {k: _plain(v) for k, v in envelope.application_properties.items()},
+    }
+    if envelope.body is not None:
+        try:
+            original["body"] = envelope.body.decode("utf-8")
+        except UnicodeDecodeError:
+            original["bodyBase64"] = base64.b64encode(envelope.body).decode("ascii")
+    return original
+
+
+def _original(original: dict[str, Any], title: str = "original message") -> RenderableType:
+    properties = original.get("applicationProperties")
+    rows: list[tuple[str, Any]] = [
+        (name, original.get(name))
+        for name in ("messageId", "correlationId", "contentType", "enqueuedTimeUtc", "deliveryCount")
+    ]
+    rows += [(f"property {k}", v) for k, v in (properties.items() if isinstance(properties, dict) else ())]
+    if original.get("bodyTruncated"):
+        rows.append(("body", f"cut at 64 KiB (it had {original.get('bodySize', '?')} bytes)"))
+    if "bodyBase64" in original:
+        rows.append(("bodyBase64", original.get("bodyBase64")))
+        parts: list[RenderableType] = [_fields(rows)]
+    else:
+        body = original.get("body")
+        parts = [_fields(rows), _body(body if isinstance(body, str) else None)]
+    return Panel(Group(*parts), title=title, title_align="left")
+
+
+def detail(dead_letter: DeadLetter) -> RenderableType:
+    """One record in full (`show`)."""
+    envelope = dead_letter.envelope
+    record = dead_letter.record or {}
+    replayable, why_not = _replayable(dead_letter)
+    head = _fields(
+        [
+            ("reason", _reason(dead_letter)),
+            ("kind", str(dead_letter.kind)),
+            ("message id", envelope.message_id),
+            ("sequence number", envelope.sequence_number),
+            ("job", dead_letter.job_id),
+            ("account", dead_letter.account),
+            ("HTTP status", dead_letter.http_status),
+            ("failed at", _iso(dead_letter.failed_at)),
+            ("attempts", record.get("attempts")),
+            ("retry attempt", record.get("retryAttempt")),
+            ("request id", record.get("requestId")),
+            ("client request id", record.get("clientRequestId")),
+            ("dead-lettered from", dead_letter.source),
+            ("replayable", "yes" if replayable else f"no: {why_not}"),
+        ]
+    )
+    parts: list[RenderableType] = [
+        head,
+        Panel(Text(dead_letter.description or "(none)"), title="description"),
+    ]
+    batch_error = _batch_error(record)
+    if batch_error is not None:
+        parts.append(batch_error)
+    if dead_letter.kind is Kind.FAILURE_RECORD and isinstance(record.get("originalMessage"), dict):
+        parts.append(_original(record["originalMessage"]))
+    else:
+        title = "the message (the original request)" if dead_letter.kind is Kind.BROKER else "the message"
+        parts.append(_original(_as_original(envelope), title=title))
+    return Group(*parts)
