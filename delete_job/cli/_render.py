@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from delete_job.cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, replay_copy
+from delete_job.records import Received, describe_original
 
 __all__ = ["detail", "raw_json", "summary_json", "table"]
 
@@ -183,19 +184,19 @@ def _batch_error(record: dict[str, Any]) -> RenderableType | None:
 
 def _as_original(envelope: Envelope) -> dict[str, Any]:
     """A dead letter that is the message itself, described as a record describes its original."""
-    original: dict[str, Any] = {
-        "messageId": envelope.message_id,
-        "correlationId": envelope.correlation_id,
-        "contentType": envelope.content_type,
-        "enqueuedTimeUtc": _iso(envelope.enqueued_time_utc),
-        "deliveryCount": envelope.delivery_count,
-        "applicationProperties": {k: _plain(v) for k, v in envelope.application_properties.items()},
-    }
-    if envelope.body is not None:
-        try:
-            original["body"] = envelope.body.decode("utf-8")
-        except UnicodeDecodeError:
-            original["bodyBase64"] = base64.b64encode(envelope.body).decode("ascii")
+    original = describe_original(
+        Received(
+            message_id=envelope.message_id or "",
+            body=envelope.body or b"",
+            correlation_id=envelope.correlation_id,
+            content_type=envelope.content_type,
+            enqueued_time_utc=envelope.enqueued_time_utc,
+            delivery_count=envelope.delivery_count,
+            application_properties=envelope.application_properties,
+        )
+    )
+    if envelope.body is None:  # not binary data: there is no body to show
+        original.pop("body", None)
     return original
 
 
