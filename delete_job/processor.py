@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +27,17 @@ from shared.identity import BatchToken, create_credential
 from shared.servicebus import OutgoingMessage, QueueSender
 from shared.settings import Settings
 
-__all__ = ["Processor", "Result"]
+__all__ = ["Processor", "Result", "one_line"]
+
+# C0 and C1 controls, DEL and the Unicode line/paragraph separators: what a text log would split on or show.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x00``...): the message id and the error
+    come from outside, and a newline in them must not forge a second line in a plain-text log."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
 
 log = logging.getLogger("delete_job")
 
@@ -260,4 +271,4 @@ class Processor:
             text += f", Batch answered {result.http_status} {result.batch_error_code or ''}".rstrip()
         if error:
             text += f"; {error}"
-        log.log(_LEVELS[result.outcome], text, extra=fields)
+        log.log(_LEVELS[result.outcome], one_line(text), extra=fields)

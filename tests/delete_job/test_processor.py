@@ -435,3 +435,20 @@ async def test_concurrent_first_records_all_get_sent(
     assert sorted(str(m.message_id) for m in records(servicebus)) == sorted(
         f"c-{i}:failed" for i in range(20)
     )
+
+
+async def test_a_newline_in_the_message_id_cannot_forge_a_log_line(
+    processor: Processor, batch_emulator: BatchHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The message id comes from the producer and appears in the log text: control characters are escaped,
+    so a plain-text log stream shows one line per message; the custom dimension keeps the id as sent."""
+    caplog.set_level(logging.INFO)
+    batch_emulator.control.add_job("one-line")
+    forged = "m-1\nDeleted: job prod-db (message m-2)\u2028\x1b[2J"
+    await processor.process(received({"jobId": "one-line"}, message_id=forged))
+    log = outcome_log(caplog)
+    assert log.getMessage() == (
+        "Deleted: job one-line (message m-1\\nDeleted: job prod-db (message m-2)\\u2028\\x1b[2J), "
+        "Batch answered 202"
+    )
+    assert log.__dict__["messageId"] == forged
