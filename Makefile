@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: venv lint typecheck test unit bench schema demo up clean
+.PHONY: venv lint typecheck test unit bench chaos schema demo up clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,17 @@ up: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/python -m delete_job.request > schemas/deletion-request.schema.json
 
+# The whole benchmark, side by side in one process tree, written to bench/RESULTS.md (about 5 minutes on
+# 2 cores); make bench BENCH_SIZE=tiny runs every section in seconds (figures meaningless).
+BENCH_SIZE ?= full
 bench: $(STAMP)
-	$(BIN)/python -m bench.transport
+	$(BIN)/python -m bench --size $(BENCH_SIZE)
+
+# The large chaos run (the test suite runs a small one): make chaos CHAOS_MESSAGES=2000 CHAOS_SEED=1
+CHAOS_MESSAGES ?= 2000
+CHAOS_SEED ?= 1
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --messages $(CHAOS_MESSAGES) --seed $(CHAOS_SEED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -161,7 +161,8 @@ class Processor:
                 raise InvalidMessageError(
                     f"account {request.account!r} is not listed in BATCH_ACCOUNTS (listed: {known})",
                     job_id=request.job_id,
-                    account=request.account,
+                    # the producer's text: a lone surrogate (JSON "\\udfff") cannot go to a log or a record
+                    account=(request.account or "").encode("utf-8", "replace").decode("utf-8"),
                 )
             options = request.options()
         except InvalidMessageError as exc:

@@ -26,8 +26,9 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 GUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 ETAG_PATTERN = r"^[\x20-\x7E]{1,1024}$"  # printable ASCII: no control character can split a header
 _INT32_MAX = 2**31 - 1
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
-_RFC7231 = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
+# ASCII digits only (re.ASCII): `\d` would take any Unicode digit, and int() would read it.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+_RFC7231 = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} (?P<year>\d{4}) \d{2}:\d{2}:\d{2} GMT", re.ASCII)
 _DATE_DOC = (
     "RFC 3339 date-time with an offset (2026-11-28T10:00:00Z) or an RFC 7231 date "
     "(Sat, 28 Nov 2026 10:00:00 GMT); sent in RFC 7231 GMT form"
@@ -126,11 +127,13 @@ class DeletionRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True, r
 
 def parse_date(text: str, field: str) -> datetime:
     """An RFC 3339 date-time with offset, or an RFC 7231 IMF-fixdate, as an aware UTC datetime."""
+    written_year: int | None = None
     try:
         if _RFC3339.fullmatch(text):
             moment = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
-        elif _RFC7231.fullmatch(text):
+        elif match := _RFC7231.fullmatch(text):
             moment = parsedate_to_datetime(text)
+            written_year = int(match["year"])  # email.utils reads 0000-0099 as two-digit years: 0001 -> 2001
         else:
             raise ValueError(text)
         if moment.tzinfo is None:
@@ -138,7 +141,7 @@ def parse_date(text: str, field: str) -> datetime:
         moment = moment.astimezone(UTC)  # may overflow near year 1 or 9999
     except (ValueError, TypeError, IndexError, OverflowError):
         raise ValueError(f"{field} must be {_DATE_DOC}") from None
-    if not 1970 <= moment.year <= 9999:
+    if not 1970 <= moment.year <= 9999 or written_year not in (None, moment.year):
         raise ValueError(f"{field} must be between 1970 and 9999")
     return moment
 
@@ -156,7 +159,16 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # past sys.get_int_max_str_digits(); Python's own message gives advice to Python
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits is too long") from None
+
+
+_FIELD_NAMES = frozenset(f.encode_name for f in msgspec.structs.fields(DeletionRequest))
 _FIELDS = ", ".join(f.encode_name for f in msgspec.structs.fields(DeletionRequest))
+_MAX_SHOWN_KEY = 64
 
 
 def _decode(body: bytes) -> Any:
@@ -167,7 +179,9 @@ def _decode(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidMessageError(f"body is not UTF-8 text (invalid byte at offset {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_int=_integer
+        )
     except RecursionError:
         raise InvalidMessageError("body is nested too deeply to be a deletion request") from None
     except ValueError as exc:
@@ -194,13 +208,50 @@ def parse_request(body: bytes) -> DeletionRequest:
         "job_id": _printable(job_id[:128]) if isinstance(job_id, str) else None,
         "account": _printable(account[:64]) if isinstance(account, str) else None,
     }
+    # Unknown keys first, named here rather than by msgspec: a key is the producer's text, so it is
+    # shown escaped (one line, lookalike letters visible) and cut; msgspec cannot even report a key
+    # holding a lone surrogate (UnicodeEncodeError).
+    unknown = next((key for key in data if key not in _FIELD_NAMES), None)
+    if unknown is not None:
+        shown = json.dumps(unknown[:_MAX_SHOWN_KEY])[1:-1] + ("..." if len(unknown) > _MAX_SHOWN_KEY else "")
+        raise InvalidMessageError(
+            f"Object contains unknown field `{shown}` (allowed: {_FIELDS};"
+            " an endpoint never comes from a message)",
+            **context,
+        )
     try:
         return msgspec.convert(data, DeletionRequest, strict=True)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        if message.startswith("Object contains unknown field"):
-            message += f" (allowed: {_FIELDS}; an endpoint never comes from a message)"
-        raise InvalidMessageError(f"invalid deletion request: {message}", **context) from None
+        raise InvalidMessageError(_explained(str(exc)), **context) from None
+
+
+_DATE_RULE = "must be an RFC 3339 date-time with an offset or an RFC 7231 date"
+_ETAG_RULE = "must be 1-1024 printable ASCII characters (no CR, LF or other control characters)"
+# What each field must be, said the way a producer thinks of it; msgspec's own words follow it.
+_RULES = {
+    "jobId": "must be a string of 1-64 ASCII letters, digits, hyphens or underscores",
+    "account": "must be the name (1-64 characters) of an account listed in BATCH_ACCOUNTS",
+    "force": "must be true or false",
+    "timeOut": "must be a whole number of seconds from 1 to 2147483647, without a fraction or quotes",
+    "ifMatch": _ETAG_RULE,
+    "ifNoneMatch": _ETAG_RULE,
+    "ifModifiedSince": _DATE_RULE,
+    "ifUnmodifiedSince": _DATE_RULE,
+    "clientRequestId": "must be a GUID (8-4-4-4-12 hex digits, no braces)",
+    "reason": "must be a string of at most 1024 characters",
+}
+_AT_FIELD = re.compile(r" - at `\$\.(?P<field>\w+)`")
+
+
+def _explained(detail: str) -> str:
+    """msgspec's message, led by the rule of the field it names (when it names one)."""
+    if detail == "Object missing required field `jobId`":
+        return f"jobId is missing: every deletion request names the job to delete ({detail})"
+    match = _AT_FIELD.search(detail)
+    rule = _RULES.get(match["field"]) if match else None
+    if match is None or rule is None or detail.startswith(match["field"]):
+        return detail  # our own __post_init__ messages already start with the field's name
+    return f"{match['field']} {rule}: {detail}"
 
 
 def json_schema() -> dict[str, Any]:

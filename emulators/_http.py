@@ -67,9 +67,10 @@ class Request:
 
 
 class Response:
-    """What to answer; ``drop`` closes the connection instead, ``delay`` (seconds) waits first."""
+    """What to answer; ``drop`` closes the connection instead (after writing ``raw``, if given: bytes
+    that need not be HTTP at all), ``delay`` (seconds) waits first."""
 
-    __slots__ = ("body", "delay", "drop", "headers", "status")
+    __slots__ = ("body", "delay", "drop", "headers", "raw", "status")
 
     def __init__(
         self,
@@ -79,12 +80,14 @@ class Response:
         *,
         drop: bool = False,
         delay: float = 0.0,
+        raw: bytes = b"",
     ) -> None:
         self.status = status
         self.headers = headers if headers is not None else []
         self.body = body
         self.drop = drop
         self.delay = delay
+        self.raw = raw
 
     @classmethod
     def json(cls, obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -299,6 +302,8 @@ class _Connection(asyncio.Protocol):
         if self._closed or self._transport is None:
             return
         if response.drop:
+            if response.raw:
+                self._transport.write(response.raw)
             self._close()
             return
         close = not request.keep_alive

@@ -89,7 +89,8 @@ class BatchEmulator(_ControlClient):
 
     def add_fault(self, **fault: Any) -> str:
         """Install a fault (keys as in the control API: ``match``, ``times``, ``status``, ``code``,
-        ``retryAfter``, ``latencyMs``, ``drop``, ``body``, ``redirect``, ``apply``, ...); its id."""
+        ``retryAfter``, ``latencyMs``, ``drop``, ``body``, ``raw``, ``redirect``, ``apply``, ...);
+        its id."""
         fault_id: str = self._call("POST", "/faults", fault)["id"]
         return fault_id
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emulators import _cli
+from emulators import _cli, canary
 from emulators._http import Handler, Request, Response, run
 
 log = logging.getLogger("emulators.identity")
@@ -51,7 +51,9 @@ def object_id(client_id: str) -> str:
 
 
 def make_token(resource: str, client_id: str, lifetime: int, now: int) -> str:
-    """An unsigned JWT (``header.payload.``) with Entra ID's claims for a managed identity."""
+    """An unsigned JWT (``header.payload.``) with Entra ID's claims for a managed identity. With
+    ``EMULATOR_CANARY`` set, the canary stands in the signature segment (``header.payload.CANARY-...``),
+    so every copy of the token can be traced (see ``emulators.canary``)."""
     oid = object_id(client_id)
     payload = {
         "aud": resource,
@@ -64,7 +66,7 @@ def make_token(resource: str, client_id: str, lifetime: int, now: int) -> str:
         "tid": TENANT_ID,
         "sub": oid,
     }
-    return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(payload)}."
+    return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(payload)}.{canary.current() or ''}"
 
 
 def _error(status: int, message: str) -> Response:
@@ -124,6 +126,7 @@ class IdentityEndpoint:
         self.faults: list[_Fault] = []
         self.stats: dict[str, Counter[str]] = {}
         self.requests = 0
+        self._canary = canary.current()
         self.reset()
         self._routes: dict[tuple[str, str], Callable[[Any], Any]] = {
             ("GET", "health"): lambda body: {"status": "ok"},
@@ -143,6 +146,10 @@ class IdentityEndpoint:
         self.stats = {"byResource": Counter(), "byClientId": Counter(), "byStatus": Counter()}
 
     async def handle(self, request: Request) -> Response:
+        if self._canary is not None:
+            part = canary.request_part(self._canary, request.target, request.headers, request.body)
+            if part is not None:  # no request to this endpoint ever has a reason to carry a token
+                canary.report(f"identity endpoint: {request.method} {request.path}: canary in its {part}")
         if request.path.startswith("/_emulator/"):
             return self._control(request)
         if request.path != TOKEN_PATH:
@@ -268,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.lifetime_seconds < 1:
         parser.error("--lifetime-seconds must be at least 1")
     _cli.setup_logging(args.verbose)
+    canary.watch_logging("identity endpoint")
     endpoint = IdentityEndpoint(secret, args.client_id, args.lifetime_seconds)
 
     def make_handler(base_url: str) -> Handler:

@@ -5,8 +5,9 @@
 value, never follows a redirect, and sends the token only to the endpoint it was given (which comes
 from settings, never from a message).
 
-httpx is the API; under it sits aiohttp's connection pool (httpx-aiohttp), chosen by measurement:
-see bench/transport.py and the README.
+It speaks through aiohttp's client and connection pool directly, chosen by measurement: httpx's
+default transport cost 6-7x the CPU per request, and httpx over aiohttp's pool still about 2x a bare
+aiohttp request (bench/, the README's Benchmarks).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Literal
+from urllib.parse import urlencode
 
 import aiohttp
-import httpx
+from yarl import URL
 
 from shared.batch_errors import (
     MAX_RAW_ERROR_CHARS,
@@ -155,11 +157,8 @@ def build_request_parts(
     return f"/jobs/{job_id}", query, headers
 
 
-def default_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    """aiohttp's pool under httpx (see bench/transport.py for why)."""
-    from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - import cost paid on first use
-
-    return AiohttpTransport(limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=60.0))
+def _connector(max_connections: int) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
 
 
 class BatchClient:
@@ -171,7 +170,6 @@ class BatchClient:
         token: TokenGetter,
         *,
         api_version: str = DEFAULT_API_VERSION,
-        transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 512,
         connect_timeout: float = 10.0,
         read_timeout_margin: float = 10.0,
@@ -182,10 +180,9 @@ class BatchClient:
         self._api_version = api_version
         self._connect_timeout = connect_timeout
         self._margin = read_timeout_margin
-        # httpx's Request/Response over the transport, without AsyncClient: it would add cookies,
-        # auth flows, redirect handling and environment proxies we never want, and it doubles the
-        # per-request CPU (bench/transport.py). The transport never follows redirects either.
-        self._transport = transport or default_transport(max_connections)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # by read timeout: at most 30 of them
 
     @property
     def endpoint(self) -> str:
@@ -196,6 +193,19 @@ class BatchClient:
         service = min(time_out or _SERVICE_DEFAULT_TIMEOUT, _SERVICE_DEFAULT_TIMEOUT)
         return service + self._margin
 
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # No cookies, no proxies from the environment (trust_env=False), no default headers but ours;
+            # redirects are refused per request.
+            self._session = aiohttp.ClientSession(
+                connector=_connector(self._max_connections),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            )
+        return self._session
+
     async def delete_job(self, job_id: str, options: DeleteJobOptions | None = None) -> BatchResponse:
         """Send one Delete Job request and return Batch's answer, whatever its status.
 
@@ -205,52 +215,58 @@ class BatchClient:
         path, query, headers = build_request_parts(job_id, options, api_version=self._api_version)
         headers["authorization"] = "Bearer " + await self._token()
         headers["user-agent"] = _USER_AGENT
-        timeout = {
-            "connect": self._connect_timeout,
-            "read": self.read_timeout(options.time_out),
-            "write": self._connect_timeout,
-            "pool": self._connect_timeout,
-        }
-        request = httpx.Request(
-            "DELETE",
-            self._endpoint + path,
-            params=query,
-            headers=headers,
-            extensions={"timeout": timeout},
-        )
+        # Every part is validated ASCII (job id pattern, api version and numbers), so the URL is given
+        # already encoded: yarl neither re-parses nor re-quotes it.
+        url = URL(f"{self._endpoint}{path}?{urlencode(query)}", encoded=True)
+        read_timeout = self.read_timeout(options.time_out)
+        timeout = self._timeouts.get(read_timeout)
+        if timeout is None:
+            timeout = self._timeouts[read_timeout] = aiohttp.ClientTimeout(
+                total=None, connect=self._connect_timeout, sock_read=read_timeout
+            )
+        session = self._open()
         try:
-            response = await self._transport.handle_async_request(request)
-            try:
+            async with session.request(
+                "DELETE", url, headers=headers, allow_redirects=False, timeout=timeout
+            ) as response:
                 body = await _read_limited(response, _MAX_BODY)
-            finally:
-                await response.aclose()
-        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise _transport_error(exc) from None
         return _to_response(response, body, headers["client-request-id"])
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body. If the connection fails inside the body, what did arrive: the
+    status line already is Batch's answer (a 202 means the deletion was accepted; a 400 will not change
+    on a retry), so it is not turned into "no answer"."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
+    try:
+        while size < limit:
+            chunk = await response.content.readany()
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (aiohttp.ClientError, TimeoutError):
+        pass
     return b"".join(chunks)[:limit]
 
 
-def _to_response(response: httpx.Response, body: bytes, client_request_id: str) -> BatchResponse:
-    error = None if 200 <= response.status_code < 300 else parse_batch_error(body)
+def _to_response(response: aiohttp.ClientResponse, body: bytes, client_request_id: str) -> BatchResponse:
+    status = response.status
+    error = None if 200 <= status < 300 else parse_batch_error(body)
     raw_body = None
-    if error is None and body and not 200 <= response.status_code < 300:
+    if error is None and body and not 200 <= status < 300:
         raw_body = body.decode("utf-8", errors="replace")[:MAX_RAW_ERROR_CHARS]
     h = response.headers
     return BatchResponse(
-        status=response.status_code,
+        status=status,
         request_id=h.get("request-id"),
         client_request_id=client_request_id,
         echoed_client_request_id=h.get("client-request-id"),
@@ -262,13 +278,9 @@ def _to_response(response: httpx.Response, body: bytes, client_request_id: str) 
 
 
 def _transport_error(exc: BaseException) -> BatchTransportError:
-    # httpx-aiohttp maps a dropped connection to ConnectTimeout; look at the aiohttp cause instead.
-    cause = exc.__cause__ or exc
-    timed_out = isinstance(cause, TimeoutError | aiohttp.ServerTimeoutError) or (
-        isinstance(exc, httpx.TimeoutException) and not isinstance(cause, aiohttp.ClientError)
-    )
-    kind: Literal["timeout", "connection"] = "timeout" if timed_out else "connection"
-    detail = type(cause).__name__
-    text = str(cause)
+    # aiohttp's ServerTimeoutError (and ConnectionTimeoutError) are TimeoutErrors too.
+    kind: Literal["timeout", "connection"] = "timeout" if isinstance(exc, TimeoutError) else "connection"
+    detail = type(exc).__name__
+    text = str(exc)
     # aiohttp's messages name the host and the failure, never headers; keep them short anyway.
     return BatchTransportError(kind, f"{detail}: {text[:200]}" if text else detail)

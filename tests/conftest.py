@@ -17,9 +17,13 @@ import azure.servicebus as servicebus_sync
 import azure.servicebus.aio as servicebus_aio
 import pytest
 
-from emulators import RunningProcess, start
+from emulators import RunningProcess, canary, start
 from emulators.control import BatchEmulator, IdentityEndpoint
 from emulators.servicebus import connection_string
+
+# The secrets canary: every token in the session carries it; seen anywhere but a Batch Authorization
+# header (a log, a report, an emulator), it fails the run. See tests/canary.py.
+pytest_plugins = ["tests.canary"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,14 @@ class IdentityHandle:
     secret: str
     control: IdentityEndpoint
     process: RunningProcess
+
+
+@pytest.fixture
+def token_canary() -> str:
+    """The session's canary: the identity endpoint (and ``make_token``) put it in every token."""
+    value = canary.current()
+    assert value, "the canary plugin (tests/canary.py) sets it for the whole session"
+    return value
 
 
 def _check_alive(process: RunningProcess) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from emulators import _cli
+from emulators import _cli, canary
 from emulators._http import Handler, run
 from emulators.batch._app import BatchEmulator
 from emulators.batch._model import Config
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     _cli.setup_logging(args.verbose)
+    canary.watch_logging("Batch emulator")
     defaults = Config(deleteDelayMs=args.delete_delay_ms, latencyMs=args.latency_ms)
 
     def make_handler(base_url: str) -> Handler:

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from emulators import canary
 from emulators._http import Request, Response
 from emulators.batch._control import handle_control
 from emulators.batch._dataplane import Context, DataPlane, check_api_version
@@ -31,6 +32,7 @@ class BatchEmulator:
         self.requests = RequestLog(log_limit)
         self.status_counts: Counter[str] = Counter()
         self.dataplane = DataPlane(base_url, self.store, self.config)
+        self._canary = canary.current()
 
     def reset(self) -> None:
         self.config.merge(self.defaults.to_json())
@@ -41,8 +43,30 @@ class BatchEmulator:
 
     async def handle(self, request: Request) -> Response:
         if request.segments[:1] == ("_emulator",):
-            return handle_control(self, request)
+            response = handle_control(self, request)
+            if self._canary is not None:
+                self._watch_control(self._canary, request, response)
+            return response
+        if self._canary is not None:
+            self._watch_dataplane(self._canary, request)
         return await self._handle_dataplane(request)
+
+    def _watch_dataplane(self, token_canary: str, request: Request) -> None:
+        """The token belongs in ``Authorization`` and nowhere else in a request."""
+        part = canary.request_part(
+            token_canary, request.target, request.headers, request.body, skip="authorization"
+        )
+        if part is not None:
+            canary.report(f"Batch emulator: data-plane {request.method} {request.path}: canary in its {part}")
+
+    def _watch_control(self, token_canary: str, request: Request, response: Response) -> None:
+        """Tests never hand the control API a token, and its answers (the request log above all)
+        must never show one."""
+        part = canary.request_part(token_canary, request.target, request.headers, request.body)
+        if part is not None:
+            canary.report(f"Batch emulator: control {request.method} {request.path}: canary in its {part}")
+        if token_canary.encode() in response.body:
+            canary.report(f"Batch emulator: the answer to control {request.method} {request.path}")
 
     async def _handle_dataplane(self, request: Request) -> Response:
         entry = self.requests.add(request)

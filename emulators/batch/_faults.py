@@ -3,6 +3,8 @@
 A fault matches on method, job id (case-insensitive) and path prefix; the first matching fault with
 times left applies and is counted down. A fault that only sets ``latencyMs`` delays the request,
 which is then processed normally; any other fault answers in Batch's place (or drops the socket).
+``raw`` answers with text that need not be HTTP at all (a proxy's banner, half a response), then closes
+the connection; the request log records it as dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _KEYS = frozenset(
         "body",
         "redirect",
         "apply",
+        "raw",
     }
 )
 _MATCH_KEYS = frozenset({"method", "jobId", "path"})
@@ -80,6 +83,8 @@ class Fault:
     def response(self, base_url: str, request_id: str, client_request_id: str | None) -> Response:
         """The answer this fault gives instead of Batch's (``drop`` closes the socket)."""
         spec = self.spec
+        if spec.get("raw") is not None:
+            return Response(drop=True, raw=spec["raw"].encode())
         if spec.get("drop"):
             return Response(drop=True)
         redirect = spec.get("redirect")
@@ -180,6 +185,12 @@ def parse_fault(spec: Any) -> Fault:
         if not isinstance(spec.get(flag, False), bool):
             raise ValueError(f"{flag} must be a boolean")
     extra_headers = _check_answer(spec)
+    if spec.get("raw") is not None:
+        if not isinstance(spec["raw"], str) or not spec["raw"]:
+            raise ValueError("raw must be a non-empty string")
+        others = sorted(key for key in _ANSWER_KEYS - {"raw"} if spec.get(key) not in (None, False))
+        if others:
+            raise ValueError(f"raw is the whole answer: it cannot be combined with {others}")
     method, job_id = match.get("method"), match.get("jobId")
     return Fault(
         id=f"fault-{next(_ids)}",

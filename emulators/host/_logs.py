@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from emulators.canary import watch_logging
+
 __all__ = ["JsonLinesFormatter", "configure_logging"]
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
@@ -40,5 +42,6 @@ def configure_logging(*, verbose: bool, json_file: str | None) -> None:
         handler = logging.FileHandler(json_file, encoding="utf-8")
         handler.setFormatter(JsonLinesFormatter())
         root.addHandler(handler)
+    watch_logging("Functions host")  # reports any record holding the test canary (emulators.canary)
     for noisy in ("azure", "uamqp"):  # the SDKs' INFO chatter is not the app's
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -5,6 +5,17 @@ message, one that raises (or exceeds functionTimeout) abandons it, so the broker
 delivery count + 1 and dead-letters it after the queue's max delivery count. At most
 `maxConcurrentCalls` invocations run at once; locks are renewed while a function runs, for up to
 `maxAutoLockRenewalDuration`. `stop()` stops receiving and lets in-flight invocations finish.
+
+Two limits of the aio SDK shape this loop (both measured under the chaos run, ``bench/chaos.py``). It
+numbers a session's transfers with an await in between, so two management requests made at once on one
+receiver (lock renewals) can carry the same delivery-id, and the broker closes the connection for it
+("sequencing error, expected delivery-id 8, got 7"): renewals go one at a time (about 10 ms each;
+settlements are not transfers, and stay concurrent: one at a time they take 0.2 s each). And it
+reopens a failed receiver inside whichever call comes next, so with settlements and renewals calling it
+concurrently one call tears the handler down while another reopens it, again and again: after a failed
+receive the loop retires that receiver and opens a new one. Messages in flight on a retired receiver can
+no longer be settled: the broker delivers them again when their locks expire, as it would to the real
+host.
 """
 
 from __future__ import annotations
@@ -18,11 +29,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
-from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from azure.servicebus.exceptions import ServiceBusError
 
 from emulators.host._config import HostOptions
@@ -31,6 +43,8 @@ from emulators.host._messages import to_function_message
 __all__ = ["QueueFunction", "TriggerLoop"]
 
 log = logging.getLogger("emulators.host")
+
+_RECEIVE_WAIT = 0.5  # seconds a receive waits for messages
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,14 @@ class QueueFunction:
     connection: str  # the connection setting's name, e.g. ServiceBusConnection
     arg_name: str
     function: Callable[..., Any]
+
+
+@dataclass
+class _Receiver:
+    """An SDK receiver, and the lock that keeps its lock renewals one at a time."""
+
+    sdk: ServiceBusReceiver
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class TriggerLoop:
@@ -62,6 +84,7 @@ class TriggerLoop:
         self._stats = stats
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # failed receivers being closed
         self.ready = asyncio.Event()
 
     def stop(self) -> None:
@@ -72,47 +95,76 @@ class TriggerLoop:
         return len(self._in_flight)
 
     async def run(self) -> None:
-        renewer = AutoLockRenewer(max_lock_renewal_duration=self._options.max_auto_lock_renewal_duration)
-        receiver = self._client.get_queue_receiver(
-            self._target.queue,
-            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-            prefetch_count=self._options.prefetch_count,
-        )
-        async with receiver, renewer:
-            await receiver.peek_messages(max_message_count=1)  # opens the link: fail fast if missing
+        receiver = self._new_receiver()
+        try:
+            await receiver.sdk.peek_messages(max_message_count=1)  # opens the link: fail fast if missing
             self.ready.set()
-            try:
-                await self._receive_until_stopped(receiver, renewer)
-            finally:
-                if self._in_flight:
-                    log.info("waiting for %d in-flight invocation(s)", len(self._in_flight))
-                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+            while not self._stopping.is_set():
+                try:
+                    await self._receive_until_stopped(receiver)
+                except (ServiceBusError, ValueError) as exc:
+                    log.warning("receive failed on %s: %s; reconnecting", self._target.queue, exc)
+                    self._retire(receiver)
+                    receiver = await self._reconnect()
+        finally:
+            if self._in_flight:
+                log.info("waiting for %d in-flight invocation(s)", len(self._in_flight))
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await _close_quietly(receiver.sdk)
+            await asyncio.gather(*self._retiring)
 
-    async def _receive_until_stopped(self, receiver: ServiceBusReceiver, renewer: AutoLockRenewer) -> None:
+    def _new_receiver(self) -> _Receiver:
+        return _Receiver(
+            self._client.get_queue_receiver(
+                self._target.queue,
+                receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+                prefetch_count=self._options.prefetch_count,
+            )
+        )
+
+    def _retire(self, receiver: _Receiver) -> None:
+        """Close a failed receiver in the background; its in-flight messages come back on their own."""
+        closing = asyncio.create_task(_close_quietly(receiver.sdk))
+        self._retiring.add(closing)
+        closing.add_done_callback(self._retiring.discard)
+
+    async def _reconnect(self) -> _Receiver:
+        """A new receiver, its link opened with the SDK's own timeouts (a receive's 0.5 s is too short
+        to connect again on a busy machine); once stopping, whatever there is."""
+        while True:
+            receiver = self._new_receiver()
+            try:
+                await receiver.sdk.peek_messages(max_message_count=1)
+            except ServiceBusError as exc:
+                log.warning("reconnecting to %s failed: %s", self._target.queue, exc)
+                await _close_quietly(receiver.sdk)
+                await _wait_or_stop(self._stopping, 1.0)
+                if not self._stopping.is_set():
+                    continue
+            return receiver
+
+    async def _receive_until_stopped(self, receiver: _Receiver) -> None:
+        """Receive and start invocations until stopped; a failed receive raises."""
         limit = self._options.max_concurrent_calls
         while not self._stopping.is_set():
             free = limit - len(self._in_flight)
             if free <= 0:
                 await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            try:
-                messages = await receiver.receive_messages(max_message_count=free, max_wait_time=0.5)
-            except ServiceBusError as exc:  # the SDK reconnects on the next call
-                log.warning("receive failed on %s: %s", self._target.queue, exc)
-                await _wait_or_stop(self._stopping, 1.0)
-                continue
+            messages = await receiver.sdk.receive_messages(
+                max_message_count=free, max_wait_time=_RECEIVE_WAIT
+            )
             for message in messages:
                 self._stats["received"] += 1
-                task = asyncio.create_task(self._invoke(receiver, renewer, message))
+                task = asyncio.create_task(self._invoke(receiver, message))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
 
-    async def _invoke(
-        self, receiver: ServiceBusReceiver, renewer: AutoLockRenewer, message: ServiceBusReceivedMessage
-    ) -> None:
-        renewer.register(receiver, message)
+    async def _invoke(self, receiver: _Receiver, message: ServiceBusReceivedMessage) -> None:
         function_message = to_function_message(message)
         started = time.monotonic()
+        done = asyncio.Event()
+        renewing = asyncio.create_task(self._keep_locked(receiver, message, done))
         try:
             await asyncio.wait_for(self._call(function_message), self._options.function_timeout)
         except Exception as exc:
@@ -126,10 +178,34 @@ class TriggerLoop:
                 type(exc).__name__,
                 exc,
             )
-            await self._settle(receiver.abandon_message, message, "abandoned")
+            outcome = "abandoned"
         else:
             self._stats["succeeded"] += 1
-            await self._settle(receiver.complete_message, message, "completed")
+            outcome = "completed"
+        finally:
+            done.set()  # not cancel(): a renewal cut off halfway leaves the SDK's handler in disorder
+            await renewing
+        settle = receiver.sdk.complete_message if outcome == "completed" else receiver.sdk.abandon_message
+        await self._settle(settle, message, outcome)
+
+    async def _keep_locked(
+        self, receiver: _Receiver, message: ServiceBusReceivedMessage, done: asyncio.Event
+    ) -> None:
+        """Renew the message's lock halfway through each lock period until ``done``, for up to
+        maxAutoLockRenewalDuration."""
+        give_up = time.monotonic() + self._options.max_auto_lock_renewal_duration
+        while time.monotonic() < give_up:
+            locked_until = message.locked_until_utc
+            left = (locked_until - datetime.now(UTC)).total_seconds() if locked_until else 0.0
+            await _wait_or_stop(done, max(left / 2, 0.05))
+            if done.is_set():
+                return
+            try:
+                async with receiver.lock:
+                    await receiver.sdk.renew_message_lock(message)
+            except (ServiceBusError, ValueError) as exc:  # lost: the broker delivers it again
+                log.warning("could not renew the lock of message %s: %s", message.message_id, exc)
+                return
 
     async def _call(self, function_message: Any) -> None:
         kwargs = {self._target.arg_name: function_message}
@@ -144,7 +220,9 @@ class TriggerLoop:
     ) -> None:
         try:
             await settle(message)
-        except ServiceBusError as exc:  # lock lost: the broker redelivers it
+        # Lock lost, or the link is down (the SDK raises ValueError while it is not running): either way
+        # the broker redelivers the message when its lock expires.
+        except (ServiceBusError, ValueError) as exc:
             self._stats["settleFailed"] += 1
             log.warning("could not settle message %s (%s): %s", message.message_id, what, exc)
         else:
@@ -154,3 +232,9 @@ class TriggerLoop:
 async def _wait_or_stop(stopping: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def _close_quietly(receiver: ServiceBusReceiver) -> None:
+    """Close a receiver whose connection may be gone: that can fail or hang, and nothing depends on it."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(receiver.close(), 10)

@@ -9,6 +9,9 @@ Modules: ``_config`` (queue declarations), ``_amqp`` (message sections as bytes)
 stored message and its wire form), ``_entity`` (queues, locks, schedules, dead letters: the rules, no
 I/O), ``_management`` (``$cbs`` and ``$management``), ``_links`` (what an attached link is for),
 ``_broker`` (the proton handler), ``_server`` (socket, SASL, the loop, signals).
+
+For fault tests: ``rejectSendRate`` refuses a share of a queue's sends (``_config``, ``_broker``); SIGUSR1
+drops every connection and ``EMULATOR_CANARY`` watches the received bytes (``_server``).
 """
 
 from __future__ import annotations

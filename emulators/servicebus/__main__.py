@@ -1,4 +1,7 @@
-"""``python -m emulators.servicebus --port N [--queue NAME[:key=value,...]]... [--config FILE.json]``."""
+"""``python -m emulators.servicebus --port N [--queue NAME[:key=value,...]]... [--config FILE.json]``.
+
+SIGUSR1 drops every client connection (queue state stays); ``EMULATOR_CANARY`` makes it watch every
+received byte for that string (see ``_server``)."""
 
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME[:key=value,...]",
         help="declare a queue, e.g. orders:lockDuration=1.5,maxDeliveryCount=3 (repeatable); keys: "
         "lockDuration, maxDeliveryCount, forwardDeadLetteredMessagesTo, duplicateDetectionWindow, "
-        "defaultMessageTimeToLive (durations in seconds)",
+        "defaultMessageTimeToLive (durations in seconds); test faults: rejectSendRate (0..1: refuse "
+        "that share of sends), rejectSendSeed",
     )
     parser.add_argument(
         "--config", metavar="FILE.json", help='declare queues from {"queues": [{"name": ..., ...}]}'

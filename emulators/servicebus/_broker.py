@@ -42,6 +42,11 @@ log = logging.getLogger("emulators.servicebus")
 MAX_MESSAGE_SIZE = 256 * 1024  # Standard tier; the SDK sizes its batches from it
 _PRODUCER_CREDIT = 1000
 _LOCK_LOST = "com.microsoft:message-lock-lost"
+# A send refused by ``rejectSendRate``: Service Bus's QuotaExceeded (a full queue). The SDK raises it from
+# send_messages as ServiceBusQuotaExceededError at once: the SDK retries (3 times by default, with
+# backoff) every condition but those in its no_retry list, e.g. amqp:internal-error or
+# com.microsoft:server-busy; amqp:resource-limit-exceeded is in that list. So a refusal is one failed send.
+_SEND_REFUSED = "amqp:resource-limit-exceeded"
 
 
 def now_ms() -> int:
@@ -199,7 +204,17 @@ class Broker(Handler):
             link.flow(_PRODUCER_CREDIT - link.credit)
 
     def _enqueue(self, entity: Entity, delivery: Delivery, payload: bytes, now: int) -> None:
-        """Accept a sent message (or batch) into ``entity``, or reject it: too big, or malformed."""
+        """Accept a sent message (or batch) into ``entity``, or reject it: too big, malformed, or refused
+        on purpose (``rejectSendRate``: a batch is refused whole, as Service Bus stores all or none)."""
+        if entity.queue.refuses_send():
+            name = entity.queue.settings.name
+            _reject(
+                delivery,
+                _SEND_REFUSED,
+                f"The maximum entity size has been reached or exceeded for Queue: '{name}' "
+                "(refused by the emulator's rejectSendRate).",
+            )
+            return
         if len(payload) > MAX_MESSAGE_SIZE:
             size = f"the message is {len(payload)} bytes; the limit is {MAX_MESSAGE_SIZE}"
             _reject(delivery, "amqp:link:message-size-exceeded", size)

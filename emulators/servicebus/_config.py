@@ -9,6 +9,10 @@ Property names and meanings follow Service Bus's queue description (seconds inst
 | ``forwardDeadLetteredMessagesTo`` | none | another declared queue that receives this queue's dead letters |
 | ``duplicateDetectionWindow`` | 0 (off) | seconds in which a repeated ``message_id`` is dropped |
 | ``defaultMessageTimeToLive`` | none | seconds; applies to messages sent without their own time to live |
+
+Not Service Bus properties, faults for tests: ``rejectSendRate`` (0..1, default 0) refuses each transfer a
+client sends to the queue (one message, or one batch as a whole) with that probability, and stores none
+of it; ``rejectSendSeed`` (an integer) makes the sequence of refusals reproducible. See ``_broker``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class QueueSettings:
     forward_dead_lettered_messages_to: str | None = None
     duplicate_detection_window: float = 0.0
     default_message_time_to_live: float | None = None
+    reject_send_rate: float = 0.0
+    reject_send_seed: int | None = None
 
 
 def _positive_seconds(name: str, key: str, value: Any, *, allow_zero: bool = False) -> float:
@@ -62,6 +68,8 @@ def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
         "forwardDeadLetteredMessagesTo",
         "duplicateDetectionWindow",
         "defaultMessageTimeToLive",
+        "rejectSendRate",
+        "rejectSendSeed",
     }
     if unknown:
         raise ConfigError(f"queue {name!r}: unknown properties {sorted(unknown)}")
@@ -76,6 +84,16 @@ def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
     if forward is not None and (not isinstance(forward, str) or not forward):
         raise ConfigError(f"queue {name!r}: forwardDeadLetteredMessagesTo must be a queue name")
     ttl = entry.get("defaultMessageTimeToLive")
+    reject_rate = entry.get("rejectSendRate", 0)
+    if (
+        isinstance(reject_rate, bool)
+        or not isinstance(reject_rate, int | float)
+        or not 0 <= reject_rate <= 1  # NaN fails this too
+    ):
+        raise ConfigError(f"queue {name!r}: rejectSendRate must be a probability from 0 to 1")
+    reject_seed = entry.get("rejectSendSeed")
+    if reject_seed is not None and (isinstance(reject_seed, bool) or not isinstance(reject_seed, int)):
+        raise ConfigError(f"queue {name!r}: rejectSendSeed must be an integer")
     return QueueSettings(
         name=name,
         lock_duration=_positive_seconds(name, "lockDuration", entry.get("lockDuration", 30)),
@@ -87,6 +105,8 @@ def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
         default_message_time_to_live=(
             None if ttl is None else _positive_seconds(name, "defaultMessageTimeToLive", ttl)
         ),
+        reject_send_rate=float(reject_rate),
+        reject_send_seed=reject_seed,
     )
 
 

@@ -9,10 +9,13 @@ with SASL ANONYMOUS, one ``Collector``) and dispatches the engine's events to th
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -21,11 +24,12 @@ from types import FrameType
 import cproton  # type: ignore[import-untyped] # proton's cffi binding; it ships no type information
 from proton import Collector, Connection, Event, Transport
 
+from emulators import canary
 from emulators.servicebus._broker import Broker
 from emulators.servicebus._config import QueueSettings
 from emulators.servicebus._entity import Namespace
 
-__all__ = ["serve"]
+__all__ = ["scan", "serve"]
 
 log = logging.getLogger("emulators.servicebus")
 _READ_SIZE = 256 * 1024
@@ -48,11 +52,40 @@ _HANDLED = frozenset(
 )
 
 
+def scan(needle: bytes, tail: bytes, data: bytes) -> tuple[bool, bytes]:
+    """Whether ``needle`` occurs in a stream whose last bytes so far are ``tail`` and that goes on with
+    ``data``; and the tail to keep (the last ``len(needle) - 1`` bytes, enough for a split needle)."""
+    keep = len(needle) - 1
+    if needle in data or (tail and needle in tail + data[:keep]):
+        return True, b""
+    if not keep:
+        return False, b""
+    return False, data[-keep:] if len(data) >= keep else (tail + data)[-keep:]
+
+
+class _Canary:
+    """The string to watch every connection's bytes for (``emulators.canary``)."""
+
+    def __init__(self, text: str) -> None:
+        self.needle = text.encode("utf-8")
+
+    @staticmethod
+    def seen(peer: str) -> None:
+        line = f"servicebus: canary seen on a connection from {peer}"
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        if os.environ.get(canary.REPORT_ENV):
+            canary.report(line)
+
+
 class _Client:
     """One accepted socket and the proton transport bound to its connection."""
 
-    def __init__(self, sock: socket.socket, collector: Collector) -> None:
+    def __init__(self, sock: socket.socket, collector: Collector, peer: str, watch: _Canary | None) -> None:
         self.sock = sock
+        self.peer = peer
+        self._canary = watch
+        self._tail = b""  # the end of the stream so far, when watching for the canary
         self.connection = Connection()
         self.connection.collect(collector)
         self.transport = Transport(Transport.SERVER)
@@ -73,9 +106,25 @@ class _Client:
         except OSError:
             data = b""
         if data:
+            if self._canary is not None:
+                self._watch(self._canary, data)
             self.transport.push(data)
         else:
             self.transport.close_tail()
+
+    def _watch(self, watch: _Canary, data: bytes) -> None:
+        found, self._tail = scan(watch.needle, self._tail, data)
+        if found:
+            watch.seen(self.peer)
+            self._canary = None  # once per connection
+
+    def abort(self) -> None:
+        """End the connection as a network failure would: a reset, no AMQP close; the engine sees
+        its transport closed."""
+        with contextlib.suppress(OSError):  # a socket already in error closes as it can
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.close_tail()
+        self.transport.close_head()
 
     def write(self) -> bool:
         """Send what the engine has; True while output remains (wait for the socket to drain)."""
@@ -100,8 +149,11 @@ class _Client:
 class _Loop:
     """select -> feed transports -> dispatch engine events to the broker -> write what they produced."""
 
-    def __init__(self, listener: socket.socket, broker: Broker, collector: Collector) -> None:
+    def __init__(
+        self, listener: socket.socket, broker: Broker, collector: Collector, watch: _Canary | None = None
+    ) -> None:
         self._listener = listener
+        self._canary = watch
         self._broker = broker
         self._collector = collector
         self._selector = selectors.DefaultSelector()
@@ -113,6 +165,7 @@ class _Loop:
         self._wakeup_writer = wakeup_writer
         self._selector.register(self._wakeup, selectors.EVENT_READ, self._wakeup)
         self.stopping = False
+        self._drop_requested = False
         self._clients: dict[int, _Client] = {}  # by the address of their proton transport
         self._next_tick = 0.0
         self._earliest_deadline = 0.0
@@ -122,6 +175,7 @@ class _Loop:
         previous_fd = signal.set_wakeup_fd(self._wakeup_writer.fileno())
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
+        signal.signal(signal.SIGUSR1, self._request_drop)
         ready()
         try:
             while not self.stopping:
@@ -132,7 +186,24 @@ class _Loop:
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
 
+    def _request_drop(self, signum: int, frame: FrameType | None) -> None:
+        self._drop_requested = True  # done by the loop, between two rounds of events
+
+    def _drop_all(self) -> None:
+        """SIGUSR1: reset every client connection; the broker forgets their links, locks stay."""
+        self._drop_requested = False
+        clients = list(self._clients.values())
+        for client in clients:
+            client.abort()
+        self._dispatch(set())  # the closed transports' events: the broker forgets their links
+        for client in clients:
+            self._drop(client)
+        sys.stderr.write(f"servicebus: SIGUSR1: dropped {len(clients)} connection(s)\n")
+        sys.stderr.flush()
+
     def _iterate(self) -> None:
+        if self._drop_requested:
+            self._drop_all()
         touched: set[_Client] = set()
         for key, mask in self._selector.select(self._timeout()):
             client = key.data
@@ -166,7 +237,7 @@ class _Loop:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
             log.info("connection from %s:%s", *peer[:2])
-            client = _Client(sock, self._collector)
+            client = _Client(sock, self._collector, f"{peer[0]}:{peer[1]}", self._canary)
             self._clients[client.key] = client
             self._selector.register(sock, selectors.EVENT_READ, client)
 
@@ -241,7 +312,8 @@ def serve(queues: Iterable[QueueSettings], *, host: str, port: int, banner: str)
     listener = _bind(host, port)
     url_host = f"[{host}]" if ":" in host else host
     url = f"sb://{url_host}:{listener.getsockname()[1]}"
-    loop = _Loop(listener, Broker(namespace), Collector())
+    watched = canary.current()
+    loop = _Loop(listener, Broker(namespace), Collector(), _Canary(watched) if watched else None)
     log.info("serving %d queue(s) on %s", len(namespace.queues), url)
     try:
         loop.run(ready=lambda: _announce(banner.format(url=url)))

@@ -181,9 +181,10 @@ def test_enqueue_file_sends_valid_lines_and_reports_invalid_ones(
     )  # fmt: skip
     assert result.exit_code == 1
     errors = flat(result.stderr)
-    assert "line 2: invalid deletion request: Object contains unknown field `ifmatch`" in errors
+    assert "line 2: Object contains unknown field `ifmatch`" in errors
     assert "line 5: body is not one valid JSON object" in errors
-    assert "line 6: invalid deletion request: Expected `int | null`, got `str` - at `$.timeOut`" in errors
+    assert "line 6: timeOut must be a whole number of seconds from 1 to 2147483647" in errors
+    assert "Expected `int | null`, got `str` - at `$.timeOut`" in errors
     reported = [line.split(":")[0] for line in result.stderr.splitlines() if line.startswith("line ")]
     assert reported == ["line 2", "line 5", "line 6"]
     assert "sent 3, rejected 3" in flat(result.stdout)

@@ -375,6 +375,40 @@ async def test_retries_exhausted_records_the_last_answer(
     assert "2 delayed retries" in body["description"]
 
 
+async def test_a_redelivered_message_and_its_retry_copy_each_leave_a_record(
+    processor: Processor, batch_emulator: BatchHandle, servicebus: ServiceBusHandle
+) -> None:
+    """Found by the chaos run: a retry copy is sent, then completing the message fails (connection lost,
+    host killed), so the message comes back and fails for good, and so does its copy. Contract section 5
+    names each record after its delivered message, so the request leaves two records, both correct and
+    each naming the first message in originalMessageId; a second record for the *same* message is still
+    dropped by duplicate detection. (Naming records after the first message would keep one: see the
+    README's note on failure records.)"""
+    batch_emulator.control.add_job("guarded")
+    batch_emulator.control.add_fault(match={"jobId": "guarded"}, status=503, code="ServerBusy", times=3)
+    body = {"jobId": "guarded", "ifMatch": "0x8D0000000000001"}
+    first = await processor.process(received(body, message_id="m-twice"))
+    assert first.outcome == "RetryScheduled"
+    (copy,) = drain(servicebus, servicebus.queues.queue)
+    again = await processor.process(received(body, message_id="m-twice", delivery_count=2))
+    third = await processor.process(received(body, message_id="m-twice", delivery_count=3))
+    copied = await processor.process(
+        received(
+            body,
+            message_id=copy.message_id,
+            application_properties=props(copy),
+            retry_attempt=1,
+        )
+    )
+    assert [r.outcome for r in (again, third, copied)] == ["PreconditionFailed"] * 3
+    found = records(servicebus)
+    assert sorted(str(r.message_id) for r in found) == ["m-twice:failed", "m-twice:retry1:failed"]
+    assert {props(r)["originalMessageId"] for r in found} == {"m-twice"}
+    job = batch_emulator.control.get_job("guarded")
+    assert job is not None
+    assert job["state"] == "active"
+
+
 async def test_failed_record_send_raises_so_the_message_comes_back(
     batch_emulator: BatchHandle, servicebus: ServiceBusHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -452,3 +486,15 @@ async def test_a_newline_in_the_message_id_cannot_forge_a_log_line(
         "Batch answered 202"
     )
     assert log.__dict__["messageId"] == forged
+
+
+async def test_an_unlisted_account_with_a_lone_surrogate_is_logged_encodable(
+    processor: Processor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSON's "\\udfff" decodes to a lone surrogate: the log's account field must still encode as UTF-8 (the
+    worker ships custom dimensions as UTF-8), so the unencodable character becomes "?"."""
+    caplog.set_level(logging.INFO)
+    result = await processor.process(received(b'{"jobId": "x", "account": "\\udfff"}'))
+    assert result.outcome == "InvalidMessage"
+    log = outcome_log(caplog)
+    assert log.__dict__["account"] == "?"

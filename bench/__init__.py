@@ -1,0 +1,1 @@
+"""Benchmarks and the chaos run: ``python -m bench.<name>`` (never timed assertions inside tests)."""

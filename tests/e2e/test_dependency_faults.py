@@ -1,0 +1,328 @@
+"""Faults in the function's own dependencies, end to end: the identity endpoint down, the Service Bus
+connections dropped mid-run, Batch answering garbage. Real processes: a Service Bus emulator of this
+module's own, the local Functions host running function_app, the session's identity endpoint and Batch
+emulator. What is checked is what a user sees: jobs, outcomes, failure records, and queues left empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
+
+from emulators import RunningProcess, start
+from emulators.servicebus import connection_string
+from tests.conftest import BatchHandle, IdentityHandle
+from tests.polling import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+# Per test: the deletion queue's lock duration and max delivery count. The identity test's message bounces
+# (abandoned, back at once) until the fault is cleared: it needs room before the broker dead-letters it.
+# The drop test's lost settlements come back when their locks expire: a short lock keeps it quick.
+QUEUES = {
+    "identity": "lockDuration=30,maxDeliveryCount=100",
+    "drop": "lockDuration=3,maxDeliveryCount=10",
+    "garbage": "lockDuration=30,maxDeliveryCount=3",
+}
+SETTLED_OUTCOMES = {"Deleted", "AlreadyDeleted", "AlreadyDeleting"}
+
+
+def queue_specs() -> list[str]:
+    specs: list[str] = []
+    for name, options in QUEUES.items():
+        failed = f"faults-{name}-failed"
+        specs += ["--queue", f"faults-{name}:{options},forwardDeadLetteredMessagesTo={failed}"]
+        specs += ["--queue", f"{failed}:duplicateDetectionWindow=600"]
+    return specs
+
+
+@pytest.fixture(scope="module")
+def service_bus() -> Iterator[RunningProcess]:
+    with start("emulators.servicebus", *queue_specs()) as process:
+        yield process
+
+
+class Deployment:
+    """function_app under the local host, wired to the emulators, for one test."""
+
+    def __init__(
+        self, name: str, service_bus: RunningProcess, batch: BatchHandle, identity: IdentityHandle, tmp: Path
+    ) -> None:
+        self.service_bus = service_bus
+        self.batch = batch
+        self.identity = identity
+        self.conn = connection_string(service_bus.url)
+        self.queue = f"faults-{name}"
+        self.failed = f"faults-{name}-failed"
+        self.log_file = tmp / "host-log.jsonl"
+        settings = tmp / "local.settings.json"
+        settings.write_text('{"IsEncrypted": false, "Values": {}}')
+        env = {
+            "BATCH_ENDPOINT": batch.url,
+            "DELETION_QUEUE": self.queue,
+            "DEAD_LETTER_QUEUE": self.failed,
+            "ServiceBusConnection": self.conn,
+            "IDENTITY_ENDPOINT": identity.url,
+            "IDENTITY_HEADER": identity.secret,
+            "RETRY_DELAYS": "1,1",
+            "QUICK_RETRY_DELAYS": "0.05,0.05",
+        }
+        self.host = start(
+            "emulators.host",
+            "--app-dir",
+            str(ROOT),
+            "--settings",
+            str(settings),
+            "--log-file",
+            str(self.log_file),
+            env=env,
+            ready_timeout=60,
+        )
+        self.client = ServiceBusClient.from_connection_string(self.conn)
+
+    def send(self, *bodies: dict[str, Any]) -> list[str]:
+        """Send one message per body (in one batch); their message ids."""
+        ids = [str(uuid.uuid4()) for _ in bodies]
+        messages = [
+            ServiceBusMessage(json.dumps(body), message_id=message_id, content_type="application/json")
+            for body, message_id in zip(bodies, ids, strict=True)
+        ]
+        with self.client.get_queue_sender(self.queue) as sender:
+            sender.send_messages(messages)
+        return ids
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        """The function's structured log records (customDimensions), in order."""
+        if not self.log_file.exists():
+            return []
+        lines = self.log_file.read_text().splitlines()
+        entries = [json.loads(line) for line in lines if line.strip()]
+        return [e["customDimensions"] for e in entries if e["logger"] == "delete_job"]
+
+    def stats(self) -> dict[str, int]:
+        result: dict[str, int] = httpx.get(f"{self.host.url}/_host/stats", timeout=5).json()
+        return result
+
+    def peek(self, queue: str, sub_queue: ServiceBusSubQueue | None = None) -> list[Any]:
+        with self.client.get_queue_receiver(queue, sub_queue=sub_queue) as receiver:
+            return list(receiver.peek_messages(max_message_count=100))
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(b"".join(m.body)) for m in self.peek(self.failed)]
+
+    def nothing_left(self) -> bool:
+        """The deletion queue and its dead letters are empty, and nothing is being processed."""
+        return (
+            self.stats().get("inFlight", 0) == 0
+            and self.peek(self.queue) == []
+            and self.peek(self.queue, ServiceBusSubQueue.DEAD_LETTER) == []
+        )
+
+    def job_state(self, job_id: str) -> str | None:
+        job = self.batch.control.get_job(job_id)
+        return None if job is None else str(job["state"])
+
+    def close(self) -> None:
+        self.host.stop(timeout=30)
+        self.client.close()
+
+
+@pytest.fixture
+def deployment(
+    request: pytest.FixtureRequest,
+    service_bus: RunningProcess,
+    batch_emulator: BatchHandle,
+    identity_endpoint: IdentityHandle,
+    tmp_path: Path,
+) -> Iterator[Deployment]:
+    run = Deployment(request.param, service_bus, batch_emulator, identity_endpoint, tmp_path)
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+def on(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("deployment", [name], indirect=True)
+
+
+@on("identity")
+def test_identity_endpoint_down_abandons_until_it_is_back(deployment: Deployment) -> None:
+    """No token: the function raises before calling Batch, the host abandons, the message comes back with
+    its delivery count + 1; once the endpoint answers again the job is deleted, with no failure record."""
+    deployment.batch.control.configure(deleteDelayMs=60_000)
+    deployment.batch.control.add_job("needs-token")
+    deployment.identity.control.add_fault(times=None, status=500)
+    (message_id,) = deployment.send({"jobId": "needs-token"})
+
+    # azure-identity retries a 500 itself for ~5 s before the function sees the error.
+    first = wait_for(deployment.outcomes, "the first delivery's outcome", timeout=30)[0]
+    assert (first["outcome"], first["deliveryCount"]) == ("Abandoned", 1)
+    assert deployment.batch.control.requests() == []
+    assert deployment.job_state("needs-token") == "active"
+    deployment.identity.control.clear_faults()
+
+    def deleted() -> list[dict[str, Any]] | None:
+        found = deployment.outcomes()
+        return found if found and found[-1]["outcome"] != "Abandoned" else None
+
+    outcomes = wait_for(deleted, "the outcome after the endpoint is back", timeout=20)
+    *abandoned, last = outcomes
+    assert {o["outcome"] for o in abandoned} == {"Abandoned"}
+    assert last["outcome"] == "Deleted"
+    assert {o["messageId"] for o in outcomes} == {message_id}
+    counts = [o["deliveryCount"] for o in outcomes]
+    assert counts == list(range(1, len(outcomes) + 1))  # every delivery counted, none lost
+    assert deployment.job_state("needs-token") == "deleting"
+    assert [r["status"] for r in deployment.batch.control.requests()] == [202]
+    wait_for(deployment.nothing_left, "the message to be settled")
+    assert deployment.records() == []
+    assert deployment.identity.control.stats()["byStatus"].get("500", 0) >= len(abandoned)
+
+
+@on("drop")
+def test_service_bus_connections_dropped_mid_run(deployment: Deployment) -> None:
+    """SIGUSR1 resets every connection to Service Bus while 50 messages are in flight: the host's SDK
+    reconnects, settlements that were lost come back when their locks expire and are processed again
+    (a duplicate is harmless: AlreadyDeleting), every job ends deleted, and the host keeps working."""
+    batch = deployment.batch.control
+    batch.configure(deleteDelayMs=60_000, latencyMs=300)  # jobs stay "deleting"; answers take a while
+    jobs = [f"drop-{n}" for n in range(50)]
+    batch.add_jobs(jobs)
+    ids = deployment.send(*({"jobId": job} for job in jobs))
+    wait_for(lambda: deployment.stats().get("inFlight", 0) >= 10, "messages in flight")
+    os.kill(deployment.service_bus.process.pid, signal.SIGUSR1)
+    dropped = wait_for(
+        lambda: re.search(r"SIGUSR1: dropped (\d+) connection", deployment.service_bus.stderr_tail()),
+        "the drop",
+    )
+    assert int(dropped.group(1)) >= 1  # the host's connection
+
+    def all_settled() -> bool:
+        settled = {o["messageId"] for o in deployment.outcomes() if o["outcome"] in SETTLED_OUTCOMES}
+        return settled >= set(ids)
+
+    wait_for(all_settled, "an outcome for every message", timeout=30)
+    (after,) = deployment.send({"jobId": "after-the-drop"})
+    batch.add_job("after-the-drop")  # not before: the send above must not race the first 50
+    wait_for(lambda: any(o["messageId"] == after for o in deployment.outcomes()), "the later message")
+    outcomes = deployment.outcomes()
+    assert {o["outcome"] for o in outcomes} <= SETTLED_OUTCOMES  # nothing raised, nothing Abandoned
+    assert [o["outcome"] for o in outcomes if o["messageId"] == after] == ["Deleted"]
+    assert {job: deployment.job_state(job) for job in [*jobs, "after-the-drop"]} == dict.fromkeys(
+        [*jobs, "after-the-drop"], "deleting"
+    )
+    wait_for(deployment.nothing_left, "the queue to be empty", timeout=15)
+    assert deployment.records() == []
+
+
+# Batch's 400 for a bad header, cut off inside its message: not JSON any more. The text runs past 4 KiB so
+# that the record shows where it is cut.
+_TRUNCATED_400 = (
+    '{"odata.metadata":"https://acct.region.batch.azure.com/$metadata#Microsoft.Azure.Batch.Protocol.Entities'
+    '.Container.errors/@Element","code":"InvalidHeaderValue","message":{"lang":"en-US","value":"The-value-'
+)
+_TRUNCATED_400 += "x" * (4096 - len(_TRUNCATED_400)) + "CUT-HERE" + "y" * 100
+
+
+@on("garbage")
+def test_batch_answering_garbage(deployment: Deployment) -> None:
+    """Whatever Batch (or something in front of it) answers, the function decides by the status and never
+    crashes or hangs: 2xx = Deleted whatever the body; 4xx = BatchRejected with the raw text (cut to 4 KiB)
+    in the record's description and no batchError; 5xx or no HTTP answer at all = retried."""
+    batch = deployment.batch.control
+    batch.configure(deleteDelayMs=60_000)
+    faults: dict[str, dict[str, Any]] = {
+        # a gateway's HTML error page, every time: quick retries, delayed retries, then a record
+        "html-500": {"status": 500, "body": "html", "times": None},
+        # the deletion happened, but the 202's body is not JSON (Batch sends none)
+        "notjson-202": {
+            "status": 202,
+            "body": {"raw": "<<not json>>", "contentType": "application/json"},
+            "apply": True,
+        },
+        "truncated-400": {
+            "status": 400,
+            "body": {"raw": _TRUNCATED_400, "contentType": "application/json;odata=minimalmetadata"},
+            "times": None,
+        },
+        # an empty 503 once, then Batch's own answer
+        "empty-503": {"status": 503, "body": "empty"},
+        # not HTTP at all, twice (say, something else listening on the port), then Batch
+        "not-http": {"raw": "SSH-2.0-OpenSSH_9.6\r\n", "times": 2},
+        # Batch's status and headers, then the connection closes inside the body
+        "half-202": {"raw": "HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n{", "apply": True},
+        "half-400": {
+            "raw": "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+            '{"code":"MissingRequiredHeader","mess',
+            "times": None,
+        },
+    }
+    for job, fault in faults.items():
+        batch.add_job(job)
+        batch.add_fault(match={"jobId": job}, **fault)
+    sent = dict(zip(faults, deployment.send(*({"jobId": job} for job in faults)), strict=True))
+
+    def finished() -> dict[str, dict[str, Any]] | None:
+        final = {o["jobId"]: o for o in deployment.outcomes() if o["outcome"] != "RetryScheduled"}
+        return final if len(final) == len(faults) else None
+
+    final = wait_for(finished, "an outcome for every job", timeout=30)
+    outcomes = deployment.outcomes()
+    assert "Abandoned" not in {o["outcome"] for o in outcomes}  # the function never raised
+    assert {job: (o["outcome"], o["attempts"]) for job, o in final.items()} == {
+        "html-500": ("RetriesExhausted", 3),
+        "notjson-202": ("Deleted", 1),
+        "truncated-400": ("BatchRejected", 1),
+        "empty-503": ("Deleted", 2),
+        "not-http": ("Deleted", 3),
+        "half-202": ("Deleted", 1),
+        "half-400": ("BatchRejected", 1),
+    }
+    assert [o["messageId"] for o in outcomes if o["jobId"] == "html-500"] == [
+        sent["html-500"],
+        f"{sent['html-500']}:retry1",
+        f"{sent['html-500']}:retry2",
+    ]
+    states = {job: deployment.job_state(job) for job in faults}
+    assert states == {
+        "html-500": "active",
+        "notjson-202": "deleting",
+        "truncated-400": "active",
+        "empty-503": "deleting",
+        "not-http": "deleting",
+        "half-202": "deleting",
+        "half-400": "active",
+    }
+
+    def three_records() -> list[dict[str, Any]] | None:
+        found = deployment.records()
+        return found if len(found) >= 3 else None
+
+    records = {r["jobId"]: r for r in wait_for(three_records, "the failure records")}
+    assert set(records) == {"html-500", "truncated-400", "half-400"}
+    html = records["html-500"]
+    assert (html["reason"], html["httpStatus"], html["batchError"]) == ("RetriesExhausted", 500, None)
+    assert "<title>500 Internal Server Error</title>" in html["description"]
+    rejected = records["truncated-400"]
+    assert (rejected["reason"], rejected["httpStatus"], rejected["batchError"]) == (
+        "BatchRejected",
+        400,
+        None,
+    )
+    assert _TRUNCATED_400[:4096] in rejected["description"]
+    assert "CUT-HERE" not in rejected["description"]
+    assert rejected["originalMessage"]["messageId"] == sent["truncated-400"]
+    half = records["half-400"]
+    assert (half["reason"], half["httpStatus"], half["batchError"]) == ("BatchRejected", 400, None)
+    assert '{"code":"MissingRequiredHeader","mess' in half["description"]
+    wait_for(deployment.nothing_left, "every message to be settled")
