@@ -11,7 +11,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_API_VERSION",
     "DEFAULT_QUICK_RETRY_DELAYS",
     "DEFAULT_RETRY_DELAYS",
+    "PLATFORM_SETTING_NAMES",
+    "SETTING_NAMES",
     "CredentialKind",
     "ServiceBusConnection",
     "Settings",
@@ -42,6 +44,26 @@ _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
 _MAX_RETRY_DELAY_SECONDS = 7 * 24 * 3600  # Service Bus schedules at most this far ahead usefully
+
+# Every setting `load_settings` reads, and the only ones it may read (reading another raises at once),
+# so the deployment templates and local.settings.sample.json can be checked against it (tests/test_infra.py).
+SETTING_NAMES: tuple[str, ...] = (
+    "BATCH_ENDPOINT",
+    "BATCH_ACCOUNTS",
+    "DELETION_QUEUE",
+    "DEAD_LETTER_QUEUE",
+    "ServiceBusConnection",
+    "ServiceBusConnection__fullyQualifiedNamespace",
+    "ServiceBusConnection__clientId",
+    "AZURE_CLIENT_ID",
+    "BATCH_API_VERSION",
+    "RETRY_DELAYS",
+    "QUICK_RETRY_DELAYS",
+    "BATCH_CREDENTIAL",
+)
+# Set by Azure, never configured: read only to refuse the developer credential where Azure hosts the app.
+PLATFORM_SETTING_NAMES: tuple[str, ...] = ("WEBSITE_INSTANCE_ID",)
+_READABLE = frozenset(SETTING_NAMES + PLATFORM_SETTING_NAMES)
 
 CredentialKind = str  # "managed-identity" (default, the production path) or "developer"
 _CREDENTIAL_KINDS = ("managed-identity", "developer")
@@ -87,6 +109,25 @@ class Settings:
         if account is None:
             return self.batch_endpoint
         return self.batch_accounts.get(account)
+
+
+class _Declared(Mapping[str, str]):
+    """The environment as `load_settings` sees it: only the names declared above."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __getitem__(self, name: str) -> str:
+        if name not in _READABLE:
+            # Not a KeyError, which `get` would turn into "not set": an undeclared read is a bug.
+            raise RuntimeError(f"load_settings read {name!r}, which SETTING_NAMES does not declare")
+        return self._env[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._env if name in _READABLE)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _is_loopback(host: str) -> bool:
@@ -248,7 +289,7 @@ def _credential(env: Mapping[str, str]) -> CredentialKind:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read every setting of the contract from `env` (default: the process environment)."""
-    env = os.environ if env is None else env
+    env = _Declared(os.environ if env is None else env)
     endpoint = validate_endpoint(_required(env, "BATCH_ENDPOINT"), "BATCH_ENDPOINT")
     deletion_queue = _queue(env, "DELETION_QUEUE")
     dead_letter_queue = _queue(env, "DEAD_LETTER_QUEUE")
