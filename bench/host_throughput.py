@@ -2,7 +2,8 @@
 
 Starts the Service Bus emulator, the Batch emulator (autoCreate, so every delete is a 202), the identity
 endpoint and `python -m emulators.host` running the real function_app; sends N deletion messages in
-batches, and measures from the first send until the host has completed all of them.
+batches, and measures from the first send until the host has completed all of them, with the CPU time
+each process used meanwhile (the host runs the function in-process: its CPU is the client's).
 
     .venv/bin/python -m bench.host_throughput [--messages 2000] [--max-concurrent-calls 64]
 """
@@ -17,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+import psutil
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
@@ -28,7 +30,14 @@ from emulators.servicebus import connection_string
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def run(messages: int, concurrency: int, latency_ms: int, tmp: Path) -> dict[str, float]:
+    """Figures of one run: messages/s, and for "host", "serviceBus" and "batch" the process's CPU
+    seconds over the run (``<name>Cpu``)."""
     with ExitStack() as stack:
         service_bus = stack.enter_context(
             start(
@@ -40,7 +49,8 @@ def run(messages: int, concurrency: int, latency_ms: int, tmp: Path) -> dict[str
             )
         )
         batch = stack.enter_context(start("emulators.batch", "--latency-ms", str(latency_ms)))
-        BatchEmulator(batch.url).configure(autoCreate=True)
+        with BatchEmulator(batch.url) as control:
+            control.configure(autoCreate=True)
         identity = stack.enter_context(start("emulators.identity", env={"IDENTITY_HEADER": "bench"}))
         settings = tmp / "local.settings.json"
         settings.write_text(json.dumps({"Values": {}}))
@@ -65,6 +75,8 @@ def run(messages: int, concurrency: int, latency_ms: int, tmp: Path) -> dict[str
                 ready_timeout=60,
             )
         )
+        pids = {"host": host.process.pid, "serviceBus": service_bus.process.pid, "batch": batch.process.pid}
+        cpu_before = {name: _cpu(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         with (
             ServiceBusClient.from_connection_string(conn) as client,
@@ -91,7 +103,9 @@ def run(messages: int, concurrency: int, latency_ms: int, tmp: Path) -> dict[str
                 break
             time.sleep(0.05)
         done = time.perf_counter()
+        cpu = {f"{name}Cpu": _cpu(pid) - cpu_before[name] for name, pid in pids.items()}
         return {
+            **cpu,
             "messages": messages,
             "sendSeconds": sent - started,
             "totalSeconds": done - started,
