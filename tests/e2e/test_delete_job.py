@@ -8,28 +8,17 @@ settlement, the failure record or retry copies, and the host's structured log re
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
-import httpx
 import pytest
-from azure.servicebus import (
-    ServiceBusClient,
-    ServiceBusMessage,
-    ServiceBusReceivedMessage,
-    ServiceBusSubQueue,
-)
+from azure.servicebus import ServiceBusSubQueue
 
 from emulators import RunningProcess, start
-from emulators.servicebus import connection_string
 from tests.conftest import BatchHandle, IdentityHandle
+from tests.e2e.deployment import Deployment, queue_specs
 from tests.polling import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 NAMES = [
     "deleted",
     "already",
@@ -41,106 +30,16 @@ NAMES = [
     "sendfail",
     "dup",
 ]
-
-
-def queue_specs() -> list[str]:
-    specs: list[str] = []
-    for name in NAMES:
-        failed = f"e2e-{name}-failed"
-        forward = "" if name == "sendfail" else f",forwardDeadLetteredMessagesTo={failed}"
-        specs += ["--queue", f"e2e-{name}:lockDuration=30,maxDeliveryCount=3{forward}"]
-        specs += ["--queue", f"{failed}:duplicateDetectionWindow=600"]
-    return specs
+SENDFAIL = frozenset({"sendfail"})  # its failure queue does not exist, and the broker forwards nowhere
 
 
 @pytest.fixture(scope="module")
 def service_bus() -> Iterator[RunningProcess]:
-    with start("emulators.servicebus", *queue_specs()) as process:
+    queues = queue_specs(
+        "e2e", dict.fromkeys(NAMES, "lockDuration=30,maxDeliveryCount=3"), unforwarded=SENDFAIL
+    )
+    with start("emulators.servicebus", *queues) as process:
         yield process
-
-
-class Deployment:
-    """function_app under the local host, wired to the emulators, for one test."""
-
-    def __init__(
-        self, name: str, service_bus: RunningProcess, batch: BatchHandle, identity: IdentityHandle, tmp: Path
-    ) -> None:
-        self.batch = batch
-        self.conn = connection_string(service_bus.url)
-        self.queue = f"e2e-{name}"
-        self.failed = f"e2e-{name}-failed"
-        self.log_file = tmp / "host-log.jsonl"
-        settings = tmp / "local.settings.json"
-        settings.write_text('{"IsEncrypted": false, "Values": {}}')
-        env = {
-            "BATCH_ENDPOINT": batch.url,
-            "DELETION_QUEUE": self.queue,
-            "DEAD_LETTER_QUEUE": "e2e-nowhere" if name == "sendfail" else self.failed,
-            "ServiceBusConnection": self.conn,
-            "IDENTITY_ENDPOINT": identity.url,
-            "IDENTITY_HEADER": identity.secret,
-            "RETRY_DELAYS": "1,1",
-            "QUICK_RETRY_DELAYS": "0.05,0.05",
-        }
-        self.host = start(
-            "emulators.host",
-            "--app-dir",
-            str(ROOT),
-            "--settings",
-            str(settings),
-            "--log-file",
-            str(self.log_file),
-            env=env,
-            ready_timeout=60,
-        )
-        self.client = ServiceBusClient.from_connection_string(self.conn)
-
-    def send(self, body: dict[str, Any] | bytes, message_id: str | None = None, **kwargs: Any) -> str:
-        message_id = message_id or str(uuid.uuid4())
-        raw = body if isinstance(body, bytes) else json.dumps(body)
-        with self.client.get_queue_sender(self.queue) as sender:
-            sender.send_messages(
-                ServiceBusMessage(raw, message_id=message_id, content_type="application/json", **kwargs)
-            )
-        return message_id
-
-    def outcomes(self) -> list[dict[str, Any]]:
-        """The function's structured log records (customDimensions), in order."""
-        if not self.log_file.exists():
-            return []
-        entries = [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
-        return [e["customDimensions"] for e in entries if e["logger"] == "delete_job"]
-
-    def wait_outcomes(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-        def enough() -> list[dict[str, Any]] | None:
-            found = self.outcomes()
-            return found if len(found) >= count else None
-
-        return wait_for(enough, f"{count} outcome(s)", timeout)
-
-    def stats(self) -> dict[str, int]:
-        result: dict[str, int] = httpx.get(f"{self.host.url}/_host/stats", timeout=5).json()
-        return result
-
-    def settled(self) -> bool:
-        stats = self.stats()
-        return stats.get("inFlight", 0) == 0 and stats.get("received", 0) == stats.get(
-            "completed", 0
-        ) + stats.get("abandoned", 0)
-
-    def peek(
-        self, queue: str, sub_queue: ServiceBusSubQueue | None = None
-    ) -> list[ServiceBusReceivedMessage]:
-        with self.client.get_queue_receiver(queue, sub_queue=sub_queue) as receiver:
-            return list(receiver.peek_messages(max_message_count=50))
-
-    def records(self) -> list[dict[str, Any]]:
-        bodies: list[dict[str, Any]] = [json.loads(b"".join(m.body)) for m in self.peek(self.failed)]
-        return bodies
-
-    def close(self) -> None:
-        self.host.stop(timeout=30)
-        self.client.close()
 
 
 @pytest.fixture
@@ -151,7 +50,15 @@ def deployment(
     identity_endpoint: IdentityHandle,
     tmp_path: Path,
 ) -> Iterator[Deployment]:
-    run = Deployment(request.param, service_bus, batch_emulator, identity_endpoint, tmp_path)
+    name = request.param
+    run = Deployment(
+        f"e2e-{name}",
+        service_bus,
+        batch_emulator,
+        identity_endpoint,
+        tmp_path,
+        dead_letter_queue="e2e-nowhere" if name in SENDFAIL else None,
+    )
     try:
         yield run
     finally:

@@ -6,25 +6,20 @@ emulator. What is checked is what a user sees: jobs, outcomes, failure records, 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
 
 from emulators import RunningProcess, start
-from emulators.servicebus import connection_string
 from tests.conftest import BatchHandle, IdentityHandle
+from tests.e2e.deployment import Deployment, queue_specs
 from tests.polling import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 # Per test: the deletion queue's lock duration and max delivery count. The identity test's message bounces
 # (abandoned, back at once) until the fault is cleared: it needs room before the broker dead-letters it.
 # The drop test's lost settlements come back when their locks expire: a short lock keeps it quick.
@@ -36,104 +31,10 @@ QUEUES = {
 SETTLED_OUTCOMES = {"Deleted", "AlreadyDeleted", "AlreadyDeleting"}
 
 
-def queue_specs() -> list[str]:
-    specs: list[str] = []
-    for name, options in QUEUES.items():
-        failed = f"faults-{name}-failed"
-        specs += ["--queue", f"faults-{name}:{options},forwardDeadLetteredMessagesTo={failed}"]
-        specs += ["--queue", f"{failed}:duplicateDetectionWindow=600"]
-    return specs
-
-
 @pytest.fixture(scope="module")
 def service_bus() -> Iterator[RunningProcess]:
-    with start("emulators.servicebus", *queue_specs()) as process:
+    with start("emulators.servicebus", *queue_specs("faults", QUEUES)) as process:
         yield process
-
-
-class Deployment:
-    """function_app under the local host, wired to the emulators, for one test."""
-
-    def __init__(
-        self, name: str, service_bus: RunningProcess, batch: BatchHandle, identity: IdentityHandle, tmp: Path
-    ) -> None:
-        self.service_bus = service_bus
-        self.batch = batch
-        self.identity = identity
-        self.conn = connection_string(service_bus.url)
-        self.queue = f"faults-{name}"
-        self.failed = f"faults-{name}-failed"
-        self.log_file = tmp / "host-log.jsonl"
-        settings = tmp / "local.settings.json"
-        settings.write_text('{"IsEncrypted": false, "Values": {}}')
-        env = {
-            "BATCH_ENDPOINT": batch.url,
-            "DELETION_QUEUE": self.queue,
-            "DEAD_LETTER_QUEUE": self.failed,
-            "ServiceBusConnection": self.conn,
-            "IDENTITY_ENDPOINT": identity.url,
-            "IDENTITY_HEADER": identity.secret,
-            "RETRY_DELAYS": "1,1",
-            "QUICK_RETRY_DELAYS": "0.05,0.05",
-        }
-        self.host = start(
-            "emulators.host",
-            "--app-dir",
-            str(ROOT),
-            "--settings",
-            str(settings),
-            "--log-file",
-            str(self.log_file),
-            env=env,
-            ready_timeout=60,
-        )
-        self.client = ServiceBusClient.from_connection_string(self.conn)
-
-    def send(self, *bodies: dict[str, Any]) -> list[str]:
-        """Send one message per body (in one batch); their message ids."""
-        ids = [str(uuid.uuid4()) for _ in bodies]
-        messages = [
-            ServiceBusMessage(json.dumps(body), message_id=message_id, content_type="application/json")
-            for body, message_id in zip(bodies, ids, strict=True)
-        ]
-        with self.client.get_queue_sender(self.queue) as sender:
-            sender.send_messages(messages)
-        return ids
-
-    def outcomes(self) -> list[dict[str, Any]]:
-        """The function's structured log records (customDimensions), in order."""
-        if not self.log_file.exists():
-            return []
-        lines = self.log_file.read_text().splitlines()
-        entries = [json.loads(line) for line in lines if line.strip()]
-        return [e["customDimensions"] for e in entries if e["logger"] == "delete_job"]
-
-    def stats(self) -> dict[str, int]:
-        result: dict[str, int] = httpx.get(f"{self.host.url}/_host/stats", timeout=5).json()
-        return result
-
-    def peek(self, queue: str, sub_queue: ServiceBusSubQueue | None = None) -> list[Any]:
-        with self.client.get_queue_receiver(queue, sub_queue=sub_queue) as receiver:
-            return list(receiver.peek_messages(max_message_count=100))
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(b"".join(m.body)) for m in self.peek(self.failed)]
-
-    def nothing_left(self) -> bool:
-        """The deletion queue and its dead letters are empty, and nothing is being processed."""
-        return (
-            self.stats().get("inFlight", 0) == 0
-            and self.peek(self.queue) == []
-            and self.peek(self.queue, ServiceBusSubQueue.DEAD_LETTER) == []
-        )
-
-    def job_state(self, job_id: str) -> str | None:
-        job = self.batch.control.get_job(job_id)
-        return None if job is None else str(job["state"])
-
-    def close(self) -> None:
-        self.host.stop(timeout=30)
-        self.client.close()
 
 
 @pytest.fixture
@@ -144,7 +45,7 @@ def deployment(
     identity_endpoint: IdentityHandle,
     tmp_path: Path,
 ) -> Iterator[Deployment]:
-    run = Deployment(request.param, service_bus, batch_emulator, identity_endpoint, tmp_path)
+    run = Deployment(f"faults-{request.param}", service_bus, batch_emulator, identity_endpoint, tmp_path)
     try:
         yield run
     finally:
@@ -162,7 +63,7 @@ def test_identity_endpoint_down_abandons_until_it_is_back(deployment: Deployment
     deployment.batch.control.configure(deleteDelayMs=60_000)
     deployment.batch.control.add_job("needs-token")
     deployment.identity.control.add_fault(times=None, status=500)
-    (message_id,) = deployment.send({"jobId": "needs-token"})
+    (message_id,) = deployment.send_all({"jobId": "needs-token"})
 
     # azure-identity retries a 500 itself for ~5 s before the function sees the error.
     first = wait_for(deployment.outcomes, "the first delivery's outcome", timeout=30)[0]
@@ -198,7 +99,7 @@ def test_service_bus_connections_dropped_mid_run(deployment: Deployment) -> None
     batch.configure(deleteDelayMs=60_000, latencyMs=300)  # jobs stay "deleting"; answers take a while
     jobs = [f"drop-{n}" for n in range(50)]
     batch.add_jobs(jobs)
-    ids = deployment.send(*({"jobId": job} for job in jobs))
+    ids = deployment.send_all(*({"jobId": job} for job in jobs))
     wait_for(lambda: deployment.stats().get("inFlight", 0) >= 10, "messages in flight")
     os.kill(deployment.service_bus.process.pid, signal.SIGUSR1)
     dropped = wait_for(
@@ -212,7 +113,7 @@ def test_service_bus_connections_dropped_mid_run(deployment: Deployment) -> None
         return settled >= set(ids)
 
     wait_for(all_settled, "an outcome for every message", timeout=30)
-    (after,) = deployment.send({"jobId": "after-the-drop"})
+    (after,) = deployment.send_all({"jobId": "after-the-drop"})
     batch.add_job("after-the-drop")  # not before: the send above must not race the first 50
     wait_for(lambda: any(o["messageId"] == after for o in deployment.outcomes()), "the later message")
     outcomes = deployment.outcomes()
@@ -270,7 +171,7 @@ def test_batch_answering_garbage(deployment: Deployment) -> None:
     for job, fault in faults.items():
         batch.add_job(job)
         batch.add_fault(match={"jobId": job}, **fault)
-    sent = dict(zip(faults, deployment.send(*({"jobId": job} for job in faults)), strict=True))
+    sent = dict(zip(faults, deployment.send_all(*({"jobId": job} for job in faults)), strict=True))
 
     def finished() -> dict[str, dict[str, Any]] | None:
         final = {o["jobId"]: o for o in deployment.outcomes() if o["outcome"] != "RetryScheduled"}
