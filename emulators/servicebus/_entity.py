@@ -195,11 +195,22 @@ class Entity:
             if message is not None and message.state is MessageState.SCHEDULED:
                 del self.messages[number]
 
+    def _activate(self, message: StoredMessage, now: int) -> None:
+        """A scheduled message comes due: "appended to the queue as if it had been enqueued at the
+        current instant, which includes assigning a new SequenceNumber" (Service Bus docs, "Message
+        sequencing and timestamps"); its time to live counts from then ("Message expiration")."""
+        del self.messages[message.sequence_number]
+        message.sequence_number = self.queue.next_sequence_number()
+        message.enqueued_ms = now
+        message.expires_ms = None if message.ttl_ms is None else now + message.ttl_ms
+        self.messages[message.sequence_number] = message
+        self._make_available(message)
+
     def on_timer(self, kind: str, key: Any, now: int) -> None:
         if kind == _SCHEDULE:
             message = self.messages.get(key)
             if message is not None and message.state is MessageState.SCHEDULED:
-                self._make_available(message)
+                self._activate(message, now)
             return
         message = self._locks.get(key)
         if message is not None and message.locked_until_ms <= now:
