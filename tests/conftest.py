@@ -133,6 +133,7 @@ class ServiceBusQueues:
     dedup: str  # duplicateDetectionWindow 60 s
     forwarding: str  # maxDeliveryCount 2, forwardDeadLetteredMessagesTo=forward_target
     forward_target: str  # defaults
+    short_ttl: str  # defaultMessageTimeToLive 60 s
 
 
 SERVICEBUS_QUEUE_SETS = 200
@@ -143,6 +144,7 @@ _SERVICEBUS_QUEUE_PROPERTIES: dict[str, dict[str, Any]] = {
     "dedup": {"duplicateDetectionWindow": 60},
     "forwarding": {"maxDeliveryCount": 2, "forwardDeadLetteredMessagesTo": "forward-target-{n}"},
     "forward_target": {},
+    "short_ttl": {"defaultMessageTimeToLive": 60},
 }
 _servicebus_queue_sets = itertools.count()
 

@@ -8,7 +8,7 @@ Property names and meanings follow Service Bus's queue description (seconds inst
 | ``maxDeliveryCount`` | 10 | deliveries before the broker dead-letters (``MaxDeliveryCountExceeded``) |
 | ``forwardDeadLetteredMessagesTo`` | none | another declared queue that receives this queue's dead letters |
 | ``duplicateDetectionWindow`` | 0 (off) | seconds in which a repeated ``message_id`` is dropped |
-| ``defaultMessageTimeToLive`` | none | seconds; applies to messages sent without their own time to live |
+| ``defaultMessageTimeToLive`` | none | seconds: time to live of messages sent without one; caps longer ones |
 
 Not Service Bus properties, faults for tests: ``rejectSendRate`` (0..1, default 0) refuses each transfer a
 client sends to the queue (one message, or one batch as a whole) with that probability, and stores none

@@ -269,14 +269,19 @@ class Queue:
         return message.sequence_number
 
     def _stamp(self, message: StoredMessage, now: int) -> None:
-        """Enqueued time (a scheduled message's is its scheduled time), state, time to live."""
+        """Enqueued time (a scheduled message's is its scheduled time until it is activated), state,
+        time to live."""
         scheduled = message.scheduled_ms
         if scheduled is not None and scheduled > now:
             message.state = MessageState.SCHEDULED
         message.enqueued_ms = max(now, scheduled or 0)
         default_ttl = self.settings.default_message_time_to_live
-        if message.ttl_ms is None and default_ttl is not None:
-            message.ttl_ms = min(round(default_ttl * 1000), 2**32 - 1)
+        if default_ttl is not None:
+            # The default applies to messages without a time to live and caps the others: "Messages
+            # that have a longer TimeToLive expiration than the default value are silently adjusted to
+            # the defaultMessageTimeToLive value before being enqueued" (docs, "Message expiration").
+            ceiling = min(round(default_ttl * 1000), 2**32 - 1)
+            message.ttl_ms = ceiling if message.ttl_ms is None else min(message.ttl_ms, ceiling)
         message.expires_ms = None if message.ttl_ms is None else message.enqueued_ms + message.ttl_ms
 
     def dead_letter(
