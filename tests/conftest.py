@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import inspect
 import itertools
@@ -182,26 +183,38 @@ class ServiceBusHandle:
     """The session's Service Bus emulator and this test's own queues."""
 
     url: str  # sb://127.0.0.1:PORT
-    connection_string: str  # what the SDK (and the Functions host) take
+    connection_string: str  # what the SDK (and the Functions host) take: the well-known key
     queues: ServiceBusQueues
     process: RunningProcess
+    secondary_key: str  # a second key of RootManageSharedAccessKey the emulator accepts: a real secret
 
 
 @pytest.fixture(scope="session")
-def servicebus_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
-    """One Service Bus emulator for the session, its queues declared from a --config file."""
+def servicebus_secondary_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()  # shaped like a Service Bus key
+
+
+@pytest.fixture(scope="session")
+def servicebus_process(
+    tmp_path_factory: pytest.TempPathFactory, servicebus_secondary_key: str
+) -> Iterator[RunningProcess]:
+    """One Service Bus emulator for the session, its queues declared from a --config file; it takes
+    tokens signed with the well-known key and with ``servicebus_secondary_key``."""
     config = tmp_path_factory.mktemp("servicebus") / "queues.json"
     config.write_text(json.dumps(_servicebus_config()))
-    with start("emulators.servicebus", "--config", str(config)) as process:
+    key = f"RootManageSharedAccessKey={servicebus_secondary_key}"
+    with start("emulators.servicebus", "--config", str(config), "--shared-access-key", key) as process:
         yield process
 
 
 @pytest.fixture
-def servicebus(servicebus_process: RunningProcess) -> ServiceBusHandle:
+def servicebus(servicebus_process: RunningProcess, servicebus_secondary_key: str) -> ServiceBusHandle:
     """The session's Service Bus emulator, with a set of queues no other test uses."""
     _check_alive(servicebus_process)
     url = servicebus_process.url
-    return ServiceBusHandle(url, connection_string(url), _fresh_servicebus_queues(), servicebus_process)
+    return ServiceBusHandle(
+        url, connection_string(url), _fresh_servicebus_queues(), servicebus_process, servicebus_secondary_key
+    )
 
 
 class _SdkRunner:

@@ -1,4 +1,5 @@
-"""``python -m emulators.servicebus --port N [--queue NAME[:key=value,...]]... [--config FILE.json]``.
+"""``python -m emulators.servicebus --port N [--queue NAME[:key=value,...]]... [--config FILE.json]
+[--shared-access-key NAME=KEY]...``.
 
 SIGUSR1 drops every client connection (queue state stays); ``EMULATOR_CANARY`` makes it watch every
 received byte for that string (see ``_server``)."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from emulators import _cli
+from emulators.servicebus._auth import WELL_KNOWN_KEY, WELL_KNOWN_KEY_NAME, Keys, parse_key_spec
 from emulators.servicebus._config import (
     ConfigError,
     QueueSettings,
@@ -22,6 +24,13 @@ def _queue(text: str) -> QueueSettings:
     try:
         return parse_queue_spec(text)
     except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _key(text: str) -> tuple[str, str]:
+    try:
+        return parse_key_spec(text)
+    except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -44,13 +53,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--config", metavar="FILE.json", help='declare queues from {"queues": [{"name": ..., ...}]}'
     )
+    parser.add_argument(
+        "--shared-access-key",
+        action="append",
+        type=_key,
+        default=[],
+        metavar="NAME=KEY",
+        help="also accept SAS tokens signed with this key (repeatable; all rights). Tokens signed with "
+        f"the development emulator's well-known {WELL_KNOWN_KEY_NAME}={WELL_KNOWN_KEY} are always "
+        "accepted; any other key, and a client that puts no token on $cbs, is refused as in Azure",
+    )
     args = parser.parse_args(argv)
     _cli.setup_logging(args.verbose)
     try:
         queues = validate([*(load_config_file(args.config) if args.config else []), *args.queue])
     except ConfigError as error:
         parser.error(str(error))
-    serve(queues, host=args.host, port=args.port, banner="Service Bus emulator listening on {url}")
+    serve(
+        queues,
+        host=args.host,
+        port=args.port,
+        banner="Service Bus emulator listening on {url}",
+        keys=Keys(args.shared_access_key),
+    )
 
 
 if __name__ == "__main__":
