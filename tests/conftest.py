@@ -128,7 +128,7 @@ def identity_env(identity_endpoint: IdentityHandle, monkeypatch: pytest.MonkeyPa
 class ServiceBusQueues:
     """One test's queues (names), each kind declared with the properties noted."""
 
-    queue: str  # defaults: lockDuration 30 s, maxDeliveryCount 10
+    queue: str  # defaults: lockDuration 60 s, maxDeliveryCount 10
     short_lock: str  # lockDuration 1.5 s, maxDeliveryCount 3
     few_deliveries: str  # maxDeliveryCount 2
     dedup: str  # duplicateDetectionWindow 60 s

@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> None:
         type=_queue,
         default=[],
         metavar="NAME[:key=value,...]",
-        help="declare a queue, e.g. orders:lockDuration=1.5,maxDeliveryCount=3 (repeatable); keys: "
-        "lockDuration, maxDeliveryCount, forwardDeadLetteredMessagesTo, duplicateDetectionWindow, "
-        "defaultMessageTimeToLive (durations in seconds); test faults: rejectSendRate (0..1: refuse "
-        "that share of sends), rejectSendSeed",
+        help="declare a queue, e.g. orders:lockDuration=1.5,maxDeliveryCount=3 (repeatable); keys, "
+        "durations in seconds, defaults as in Azure: lockDuration (60, at most 300), maxDeliveryCount "
+        "(10), forwardDeadLetteredMessagesTo, duplicateDetectionWindow (0: off), "
+        "defaultMessageTimeToLive (none; caps a message's own); test faults: rejectSendRate (0..1: "
+        "refuse that share of sends), rejectSendSeed",
     )
     parser.add_argument(
         "--config", metavar="FILE.json", help='declare queues from {"queues": [{"name": ..., ...}]}'
