@@ -66,10 +66,7 @@ def sdks_with_key(
         sdks.aio.close_later()
 
 
-@pytest.mark.parametrize("variant", ["wrong key name", "wrong key"])
-async def test_a_token_signed_with_a_wrong_key_is_refused(
-    sdks_with_key: dict[str, ServiceBusSdks], variant: str
-) -> None:
+async def test_a_token_signed_with_a_wrong_key_is_refused(sdks_with_key: dict[str, ServiceBusSdks]) -> None:
     """A connection string with an unknown key name or a wrong key: the put-token is answered 401 and
     the SDK raises ServiceBusAuthenticationError; nothing is sent."""
 
@@ -78,15 +75,15 @@ async def test_a_token_signed_with_a_wrong_key_is_refused(
             await sb.sender(sb.queues.queue, client_options=_NO_RETRY)
         assert getattr(raised.value.inner_exception, "status_code", None) == 401  # the $cbs reply
 
-    await sdks_with_key[variant].run(scenario)
+    await asyncio.gather(
+        *(sdks_with_key[variant].run(scenario) for variant in ("wrong key name", "wrong key"))
+    )
 
 
-async def test_the_well_known_and_a_declared_key_both_work(
-    sdks_with_key: dict[str, ServiceBusSdks], servicebus_sdks: ServiceBusSdks
-) -> None:
-    """The development emulator's well-known key (RootManageSharedAccessKey=SAS_KEY_VALUE, Microsoft's
-    "Test locally by using the Azure Service Bus emulator") and a --shared-access-key both send and
-    receive."""
+async def test_a_declared_key_works(sdks_with_key: dict[str, ServiceBusSdks]) -> None:
+    """A key given with --shared-access-key sends and receives, as the development emulator's well-known
+    key (RootManageSharedAccessKey=SAS_KEY_VALUE, Microsoft's "Test locally by using the Azure Service
+    Bus emulator") does in every other test."""
 
     async def scenario(sb: ServiceBusApi) -> None:
         sender, receiver = await asyncio.gather(sb.sender(sb.queues.queue), sb.receiver(sb.queues.queue))
@@ -96,7 +93,6 @@ async def test_the_well_known_and_a_declared_key_both_work(
         await receiver.complete_message(message)
 
     await sdks_with_key["secondary key"].run(scenario)
-    await servicebus_sdks.run(scenario)
 
 
 def _without_token(client_class: type[SendClient | ReceiveClient], url: str, queue: str) -> AMQPLinkError:
