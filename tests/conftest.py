@@ -202,8 +202,8 @@ def servicebus_process(
     tokens signed with the well-known key and with ``servicebus_secondary_key``."""
     config = tmp_path_factory.mktemp("servicebus") / "queues.json"
     config.write_text(json.dumps(_servicebus_config()))
-    key = f"RootManageSharedAccessKey={servicebus_secondary_key}"
-    with start("emulators.servicebus", "--config", str(config), "--shared-access-key", key) as process:
+    key = {"SERVICEBUS_SHARED_ACCESS_KEY": f"RootManageSharedAccessKey={servicebus_secondary_key}"}
+    with start("emulators.servicebus", "--config", str(config), env=key) as process:
         yield process
 
 

@@ -1,5 +1,5 @@
 """``python -m emulators.servicebus --port N [--queue NAME[:key=value,...]]... [--config FILE.json]
-[--shared-access-key NAME=KEY]...``.
+[--shared-access-key NAME=KEY]...``; ``SERVICEBUS_SHARED_ACCESS_KEY=NAME=KEY`` adds one key too.
 
 SIGUSR1 drops every client connection (queue state stays); ``EMULATOR_CANARY`` makes it watch every
 received byte for that string (see ``_server``)."""
@@ -7,6 +7,7 @@ received byte for that string (see ``_server``)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from emulators import _cli
 from emulators.servicebus._auth import WELL_KNOWN_KEY, WELL_KNOWN_KEY_NAME, Keys, parse_key_spec
@@ -25,6 +26,9 @@ def _queue(text: str) -> QueueSettings:
         return parse_queue_spec(text)
     except ConfigError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+_KEY_ENV = "SERVICEBUS_SHARED_ACCESS_KEY"  # one NAME=KEY, like --shared-access-key
 
 
 def _key(text: str) -> tuple[str, str]:
@@ -60,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         type=_key,
         default=[],
         metavar="NAME=KEY",
-        help="also accept SAS tokens signed with this key (repeatable; all rights). Tokens signed with "
-        f"the development emulator's well-known {WELL_KNOWN_KEY_NAME}={WELL_KNOWN_KEY} are always "
-        "accepted; any other key, and a client that puts no token on $cbs, is refused as in Azure",
+        help=f"also accept SAS tokens signed with this key (repeatable; all rights; or ${_KEY_ENV}, "
+        "which keeps it off the command line). Tokens signed with the development emulator's "
+        f"well-known {WELL_KNOWN_KEY_NAME}={WELL_KNOWN_KEY} are always accepted; any other key, and a "
+        "client that puts no token on $cbs, is refused as in Azure",
     )
     args = parser.parse_args(argv)
     _cli.setup_logging(args.verbose)
@@ -70,12 +75,18 @@ def main(argv: list[str] | None = None) -> None:
         queues = validate([*(load_config_file(args.config) if args.config else []), *args.queue])
     except ConfigError as error:
         parser.error(str(error))
+    keys = list(args.shared_access_key)
+    if os.environ.get(_KEY_ENV):
+        try:
+            keys.append(parse_key_spec(os.environ[_KEY_ENV]))
+        except ValueError as error:
+            parser.error(f"{_KEY_ENV}: {error}")
     serve(
         queues,
         host=args.host,
         port=args.port,
         banner="Service Bus emulator listening on {url}",
-        keys=Keys(args.shared_access_key),
+        keys=Keys(keys),
     )
 
 
