@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import inspect
 import itertools
@@ -127,12 +128,13 @@ def identity_env(identity_endpoint: IdentityHandle, monkeypatch: pytest.MonkeyPa
 class ServiceBusQueues:
     """One test's queues (names), each kind declared with the properties noted."""
 
-    queue: str  # defaults: lockDuration 30 s, maxDeliveryCount 10
+    queue: str  # defaults: lockDuration 60 s, maxDeliveryCount 10
     short_lock: str  # lockDuration 1.5 s, maxDeliveryCount 3
     few_deliveries: str  # maxDeliveryCount 2
     dedup: str  # duplicateDetectionWindow 60 s
     forwarding: str  # maxDeliveryCount 2, forwardDeadLetteredMessagesTo=forward_target
     forward_target: str  # defaults
+    short_ttl: str  # defaultMessageTimeToLive 60 s
 
 
 SERVICEBUS_QUEUE_SETS = 200
@@ -143,6 +145,7 @@ _SERVICEBUS_QUEUE_PROPERTIES: dict[str, dict[str, Any]] = {
     "dedup": {"duplicateDetectionWindow": 60},
     "forwarding": {"maxDeliveryCount": 2, "forwardDeadLetteredMessagesTo": "forward-target-{n}"},
     "forward_target": {},
+    "short_ttl": {"defaultMessageTimeToLive": 60},
 }
 _servicebus_queue_sets = itertools.count()
 
@@ -180,26 +183,38 @@ class ServiceBusHandle:
     """The session's Service Bus emulator and this test's own queues."""
 
     url: str  # sb://127.0.0.1:PORT
-    connection_string: str  # what the SDK (and the Functions host) take
+    connection_string: str  # what the SDK (and the Functions host) take: the well-known key
     queues: ServiceBusQueues
     process: RunningProcess
+    secondary_key: str  # a second key of RootManageSharedAccessKey the emulator accepts: a real secret
 
 
 @pytest.fixture(scope="session")
-def servicebus_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
-    """One Service Bus emulator for the session, its queues declared from a --config file."""
+def servicebus_secondary_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()  # shaped like a Service Bus key
+
+
+@pytest.fixture(scope="session")
+def servicebus_process(
+    tmp_path_factory: pytest.TempPathFactory, servicebus_secondary_key: str
+) -> Iterator[RunningProcess]:
+    """One Service Bus emulator for the session, its queues declared from a --config file; it takes
+    tokens signed with the well-known key and with ``servicebus_secondary_key``."""
     config = tmp_path_factory.mktemp("servicebus") / "queues.json"
     config.write_text(json.dumps(_servicebus_config()))
-    with start("emulators.servicebus", "--config", str(config)) as process:
+    key = {"SERVICEBUS_SHARED_ACCESS_KEY": f"RootManageSharedAccessKey={servicebus_secondary_key}"}
+    with start("emulators.servicebus", "--config", str(config), env=key) as process:
         yield process
 
 
 @pytest.fixture
-def servicebus(servicebus_process: RunningProcess) -> ServiceBusHandle:
+def servicebus(servicebus_process: RunningProcess, servicebus_secondary_key: str) -> ServiceBusHandle:
     """The session's Service Bus emulator, with a set of queues no other test uses."""
     _check_alive(servicebus_process)
     url = servicebus_process.url
-    return ServiceBusHandle(url, connection_string(url), _fresh_servicebus_queues(), servicebus_process)
+    return ServiceBusHandle(
+        url, connection_string(url), _fresh_servicebus_queues(), servicebus_process, servicebus_secondary_key
+    )
 
 
 class _SdkRunner:

@@ -1,7 +1,8 @@
 """The AMQP side: a bare proton ``Handler`` that maps links to entities and frames to entity operations.
 
 Not ``MessagingHandler``: it settles deliveries without sending their outcome, and the SDK waits for
-the echo of every settlement. Which link does what: ``_links``. A refused link is attached with null
+the echo of every settlement. Which link does what: ``_links``; a link to an entity also needs a token
+put on ``$cbs`` on the same connection (``_auth``). A refused link is attached with null
 source and target, then detached with the error: the SDK raises the detach's condition only when the
 attach did not complete the link.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from proton import (
     Condition,
+    Connection,
     Delivery,
     Disposition,
     Endpoint,
@@ -30,6 +32,7 @@ from proton import (
 )
 
 from emulators.servicebus._amqp import AmqpDecodeError
+from emulators.servicebus._auth import Grants, Keys
 from emulators.servicebus._entity import Entity, LockLost, Namespace, Outcome
 from emulators.servicebus._links import Kind, LinkRole, amqp_error, role_for, role_of
 from emulators.servicebus._management import cbs_reply, management_reply
@@ -42,6 +45,7 @@ log = logging.getLogger("emulators.servicebus")
 MAX_MESSAGE_SIZE = 256 * 1024  # Standard tier; the SDK sizes its batches from it
 _PRODUCER_CREDIT = 1000
 _LOCK_LOST = "com.microsoft:message-lock-lost"
+_UNAUTHORIZED = "amqp:unauthorized-access"  # a link without a token that covers its entity
 # A send refused by ``rejectSendRate``: Service Bus's QuotaExceeded (a full queue). The SDK raises it from
 # send_messages as ServiceBusQuotaExceededError at once: the SDK retries (3 times by default, with
 # backoff) every condition but those in its no_retry list, e.g. amqp:internal-error or
@@ -73,8 +77,9 @@ def _new_delivery(link: Link, tag: bytes) -> Delivery:
 class Broker(Handler):
     """All connections of one emulator process; state lives in ``namespace``."""
 
-    def __init__(self, namespace: Namespace) -> None:
+    def __init__(self, namespace: Namespace, keys: Keys | None = None) -> None:
         self.namespace = namespace
+        self.keys = keys if keys is not None else Keys()  # the shared access keys tokens are checked with
         self._consumers: dict[Entity, list[Link]] = {}
         self._reply_links: dict[tuple[Session, str], Link] = {}
         self._tags = itertools.count()
@@ -144,6 +149,8 @@ class Broker(Handler):
         link.snd_settle_mode = link.remote_snd_settle_mode
         link.rcv_settle_mode = link.remote_rcv_settle_mode
         role = role_for(self.namespace, link)
+        if isinstance(role, LinkRole) and role.entity is not None:
+            role = self._authorized(link, role)
         if isinstance(role, Condition):
             log.info("refusing link %r: %s", link.name, role.description)
             link.source.type = link.target.type = Terminus.UNSPECIFIED
@@ -165,6 +172,22 @@ class Broker(Handler):
             self.namespace.dirty.add(role.entity)
         else:
             self._reply_links[(link.session, role.node)] = link
+
+    def _authorized(self, link: Link, role: LinkRole) -> LinkRole | Condition:
+        """The role, if a token put on this connection covers its entity; else Service Bus's refusal
+        (``_auth``), which the SDK raises as ServiceBusAuthorizationError."""
+        path = role.entity.path if role.entity is not None else role.node
+        if _grants(link.connection).allow(path, time.time()):
+            return role
+        claim = "Send" if role.kind is Kind.PRODUCER else "Listen"
+        terminus = link.remote_target if link.is_receiver else link.remote_source
+        address = terminus.address or ""
+        resource = f"sb://{address.split('://', 1)[1]}" if "://" in address else address
+        return amqp_error(
+            _UNAUTHORIZED,
+            f"Unauthorized access. '{claim}' claim(s) are required to perform this operation. "
+            f"Resource: '{resource}'.",
+        )
 
     # --- flow and deliveries -----------------------------------------------------------------
     def on_link_flow(self, event: Event) -> None:
@@ -236,7 +259,10 @@ class Broker(Handler):
             log.warning("undecodable request on %r dropped", role.node)
             return
         entity = role.entity
-        reply = cbs_reply(request) if entity is None else management_reply(entity, request, now)
+        if entity is None:
+            reply = cbs_reply(request, self.keys, _grants(link.connection), now / 1000)
+        else:
+            reply = management_reply(entity, request, now)
         reply_link = self._reply_links.get((link.session, role.node))
         if reply_link is None:
             log.warning("no reply link for %r; answer dropped", role.node)
@@ -338,6 +364,15 @@ class Broker(Handler):
         dirty = self.namespace.dirty
         while dirty:
             self._pump(dirty.pop())
+
+
+def _grants(connection: Connection) -> Grants:
+    """The tokens put on ``connection`` (kept on proton's object: they go with the connection)."""
+    grants = getattr(connection, "sb_grants", None)
+    if not isinstance(grants, Grants):
+        grants = Grants()
+        connection.sb_grants = grants
+    return grants
 
 
 def _reject(delivery: Delivery, condition: str, description: str) -> None:

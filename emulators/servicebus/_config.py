@@ -4,11 +4,11 @@ Property names and meanings follow Service Bus's queue description (seconds inst
 
 | key | default | meaning |
 |---|---|---|
-| ``lockDuration`` | 30 | peek-lock duration in seconds (fractions allowed, e.g. 1.5) |
+| ``lockDuration`` | 60 | peek-lock duration in seconds, at most 300 (fractions allowed, e.g. 1.5) |
 | ``maxDeliveryCount`` | 10 | deliveries before the broker dead-letters (``MaxDeliveryCountExceeded``) |
 | ``forwardDeadLetteredMessagesTo`` | none | another declared queue that receives this queue's dead letters |
 | ``duplicateDetectionWindow`` | 0 (off) | seconds in which a repeated ``message_id`` is dropped |
-| ``defaultMessageTimeToLive`` | none | seconds; applies to messages sent without their own time to live |
+| ``defaultMessageTimeToLive`` | none | seconds: time to live of messages sent without one; caps longer ones |
 
 Not Service Bus properties, faults for tests: ``rejectSendRate`` (0..1, default 0) refuses each transfer a
 client sends to the queue (one message, or one batch as a whole) with that probability, and stores none
@@ -27,6 +27,10 @@ from typing import Any
 
 __all__ = ["ConfigError", "QueueSettings", "load_config_file", "parse_queue_spec", "validate"]
 
+# Azure: "The maximum value for LockDuration is 5 minutes; the default value is 1 minute"
+# (Microsoft.ServiceBus/namespaces/queues template reference, lockDuration). Shorter locks than Azure
+# allows (e.g. 1.5 s) are accepted here so that tests of lock expiry stay quick.
+_DEFAULT_LOCK_DURATION, _MAX_LOCK_DURATION = 60.0, 300.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,259}")
 
 
@@ -39,7 +43,7 @@ class QueueSettings:
     """One declared queue. Names are matched case-insensitively, as Service Bus does."""
 
     name: str
-    lock_duration: float = 30.0
+    lock_duration: float = 60.0
     max_delivery_count: int = 10
     forward_dead_lettered_messages_to: str | None = None
     duplicate_detection_window: float = 0.0
@@ -54,6 +58,15 @@ def _positive_seconds(name: str, key: str, value: Any, *, allow_zero: bool = Fal
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         raise ConfigError(f"queue {name!r}: {key} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    return seconds
+
+
+def _lock_duration(name: str, value: Any) -> float:
+    seconds = _positive_seconds(name, "lockDuration", value)
+    if seconds > _MAX_LOCK_DURATION:
+        raise ConfigError(
+            f"queue {name!r}: lockDuration must be at most {_MAX_LOCK_DURATION:g} s, not {value!r}"
+        )
     return seconds
 
 
@@ -96,7 +109,7 @@ def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
         raise ConfigError(f"queue {name!r}: rejectSendSeed must be an integer")
     return QueueSettings(
         name=name,
-        lock_duration=_positive_seconds(name, "lockDuration", entry.get("lockDuration", 30)),
+        lock_duration=_lock_duration(name, entry.get("lockDuration", _DEFAULT_LOCK_DURATION)),
         max_delivery_count=max_delivery_count,
         forward_dead_lettered_messages_to=forward,
         duplicate_detection_window=_positive_seconds(

@@ -195,11 +195,22 @@ class Entity:
             if message is not None and message.state is MessageState.SCHEDULED:
                 del self.messages[number]
 
+    def _activate(self, message: StoredMessage, now: int) -> None:
+        """A scheduled message comes due: "appended to the queue as if it had been enqueued at the
+        current instant, which includes assigning a new SequenceNumber" (Service Bus docs, "Message
+        sequencing and timestamps"); its time to live counts from then ("Message expiration")."""
+        del self.messages[message.sequence_number]
+        message.sequence_number = self.queue.next_sequence_number()
+        message.enqueued_ms = now
+        message.expires_ms = None if message.ttl_ms is None else now + message.ttl_ms
+        self.messages[message.sequence_number] = message
+        self._make_available(message)
+
     def on_timer(self, kind: str, key: Any, now: int) -> None:
         if kind == _SCHEDULE:
             message = self.messages.get(key)
             if message is not None and message.state is MessageState.SCHEDULED:
-                self._make_available(message)
+                self._activate(message, now)
             return
         message = self._locks.get(key)
         if message is not None and message.locked_until_ms <= now:
@@ -258,14 +269,19 @@ class Queue:
         return message.sequence_number
 
     def _stamp(self, message: StoredMessage, now: int) -> None:
-        """Enqueued time (a scheduled message's is its scheduled time), state, time to live."""
+        """Enqueued time (a scheduled message's is its scheduled time until it is activated), state,
+        time to live."""
         scheduled = message.scheduled_ms
         if scheduled is not None and scheduled > now:
             message.state = MessageState.SCHEDULED
         message.enqueued_ms = max(now, scheduled or 0)
         default_ttl = self.settings.default_message_time_to_live
-        if message.ttl_ms is None and default_ttl is not None:
-            message.ttl_ms = min(round(default_ttl * 1000), 2**32 - 1)
+        if default_ttl is not None:
+            # The default applies to messages without a time to live and caps the others: "Messages
+            # that have a longer TimeToLive expiration than the default value are silently adjusted to
+            # the defaultMessageTimeToLive value before being enqueued" (docs, "Message expiration").
+            ceiling = min(round(default_ttl * 1000), 2**32 - 1)
+            message.ttl_ms = ceiling if message.ttl_ms is None else min(message.ttl_ms, ceiling)
         message.expires_ms = None if message.ttl_ms is None else message.enqueued_ms + message.ttl_ms
 
     def dead_letter(

@@ -12,6 +12,7 @@ and, on failure, ``errorCondition`` (which the SDK maps to its exception types):
 | other operations (sessions, rules) | 501 | amqp:not-implemented | ServiceBusError |
 
 ``peek-message`` answers 204 when there is nothing to peek. The operations are ``_OPERATIONS``.
+A put-token on ``$cbs`` is checked by ``_auth``: 401 when refused.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from proton import Array, Message, int32, timestamp
 
 from emulators.servicebus._amqp import AmqpDecodeError
+from emulators.servicebus._auth import Grants, Keys, TokenRefused
 from emulators.servicebus._entity import Entity, LockLost, MessageNotFound, Outcome
 from emulators.servicebus._message import StoredMessage, parse_message
 
@@ -180,12 +182,23 @@ def management_reply(entity: Entity, request: Message, now: int) -> Message:
     return _reply(request, "statusCode", "statusDescription", answer)
 
 
-def cbs_reply(request: Message) -> Message:
-    """Accept every put-token: the emulator does not check credentials (any SAS key works)."""
+def cbs_reply(request: Message, keys: Keys, grants: Grants, now: float) -> Message:
+    """Check a put-token (``_auth``): a valid token is added to ``grants``; an invalid one is
+    answered 401, which the SDK raises as ServiceBusAuthenticationError."""
     properties: dict[Any, Any] = request.properties or {}
     operation = properties.get("operation")
     if operation != "put-token":
         answer = _Answer(400, f"unsupported $cbs operation {operation!r}")
+    elif not isinstance(request.body, str | bytes):
+        answer = _Answer(400, "put-token needs the token as the message body")
     else:
-        answer = _Answer(200, "OK")
+        token = request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) else request.body
+        try:
+            resource, expiry = keys.check(token, now)
+        except TokenRefused as refused:
+            log.info("put-token refused: %s", refused)  # the reason only: never the token
+            answer = _Answer(401, str(refused))
+        else:
+            grants.add(resource, expiry)
+            answer = _Answer(200, "OK")
     return _reply(request, "status-code", "status-description", answer)

@@ -25,6 +25,7 @@ import cproton  # type: ignore[import-untyped] # proton's cffi binding; it ships
 from proton import Collector, Connection, Event, Transport
 
 from emulators import canary
+from emulators.servicebus._auth import Keys
 from emulators.servicebus._broker import Broker
 from emulators.servicebus._config import QueueSettings
 from emulators.servicebus._entity import Namespace
@@ -306,14 +307,17 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-def serve(queues: Iterable[QueueSettings], *, host: str, port: int, banner: str) -> None:
-    """Serve until SIGTERM/SIGINT; ``banner`` (with ``{url}``) is the one line written to stdout."""
+def serve(
+    queues: Iterable[QueueSettings], *, host: str, port: int, banner: str, keys: Keys | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT; ``banner`` (with ``{url}``) is the one line written to stdout;
+    ``keys``: the shared access keys tokens must be signed with (default: the well-known one)."""
     namespace = Namespace(queues)
     listener = _bind(host, port)
     url_host = f"[{host}]" if ":" in host else host
     url = f"sb://{url_host}:{listener.getsockname()[1]}"
     watched = canary.current()
-    loop = _Loop(listener, Broker(namespace), Collector(), _Canary(watched) if watched else None)
+    loop = _Loop(listener, Broker(namespace, keys), Collector(), _Canary(watched) if watched else None)
     log.info("serving %d queue(s) on %s", len(namespace.queues), url)
     try:
         loop.run(ready=lambda: _announce(banner.format(url=url)))

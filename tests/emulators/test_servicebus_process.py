@@ -67,6 +67,8 @@ def test_declared_queues_take_their_properties(tmp_path: Path) -> None:
     ("arguments", "complaint"),
     [
         (["--queue", "q:lockDuration=0"], "lockDuration must be > 0"),
+        (["--queue", "q:lockDuration=301"], "lockDuration must be at most 300 s"),
+        (["--shared-access-key", "RootManageSharedAccessKey"], "expected NAME=KEY"),
         (["--queue", "q:maxDeliveryCount=0"], "maxDeliveryCount must be an integer >= 1"),
         (["--queue", "q:duplicateDetectionWindow=-1"], "duplicateDetectionWindow must be >= 0"),
         (["--queue", "q:colour=blue"], "unknown properties ['colour']"),

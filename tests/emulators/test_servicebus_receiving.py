@@ -56,6 +56,37 @@ async def test_expired_messages_are_never_delivered(servicebus_sdks: ServiceBusS
     await servicebus_sdks.run(scenario)
 
 
+async def test_queue_default_time_to_live_caps_a_longer_one(servicebus_sdks: ServiceBusSdks) -> None:
+    """The queue's defaultMessageTimeToLive applies to a message without one and caps a longer one; a
+    shorter one is kept. Service Bus docs, "Message expiration (Time to Live)": "The default expiration
+    also functions as a ceiling for the TimeToLive value. Messages that have a longer TimeToLive
+    expiration than the default value are silently adjusted to the defaultMessageTimeToLive value before
+    being enqueued"; expires-at-utc is enqueued-time-utc + time-to-live."""
+
+    async def scenario(sb: ServiceBusApi) -> None:
+        queue = sb.queues.short_ttl  # defaultMessageTimeToLive 60 s
+        sender, receiver = await asyncio.gather(sb.sender(queue), sb.receiver(queue))
+        await sender.send_messages(
+            [
+                ServiceBusMessage("day", time_to_live=timedelta(days=1)),
+                ServiceBusMessage("unset"),
+                ServiceBusMessage("short", time_to_live=timedelta(seconds=10)),
+            ]
+        )
+        messages = await receiver.receive_messages(max_message_count=3, max_wait_time=5)
+        assert [(str(m), m.time_to_live) for m in messages] == [
+            ("day", timedelta(seconds=60)),
+            ("unset", timedelta(seconds=60)),
+            ("short", timedelta(seconds=10)),
+        ]
+        for message in messages:
+            assert message.enqueued_time_utc is not None
+            assert message.time_to_live is not None
+            assert message.expires_at_utc == message.enqueued_time_utc + message.time_to_live
+
+    await servicebus_sdks.run(scenario)
+
+
 async def test_receive_and_delete_removes_on_delivery(servicebus_sdks: ServiceBusSdks) -> None:
     """In RECEIVE_AND_DELETE mode a message is gone once delivered: no lock, nothing to settle."""
 

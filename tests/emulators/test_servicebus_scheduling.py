@@ -17,7 +17,12 @@ def _ms(moment: datetime) -> datetime:
 
 
 async def test_scheduled_message_is_hidden_until_its_time(servicebus_sdks: ServiceBusSdks) -> None:
-    """schedule_messages: the message is peekable as scheduled, and delivered only from its time on."""
+    """schedule_messages: the message is peekable as scheduled, and delivered only from its time on,
+    with a new sequence number and its activation as its enqueued time. Service Bus docs, "Message
+    sequencing and timestamps": "The SequenceNumber for a scheduled message is only valid while the
+    message is in this state. As the message transitions to the active state, the message is appended
+    to the queue as if had been enqueued at the current instant, which includes assigning a new
+    SequenceNumber." """
 
     async def scenario(sb: ServiceBusApi) -> None:
         sender, receiver = await asyncio.gather(sb.sender(sb.queues.queue), sb.receiver(sb.queues.queue))
@@ -28,9 +33,14 @@ async def test_scheduled_message_is_hidden_until_its_time(servicebus_sdks: Servi
         assert peeked.scheduled_enqueue_time_utc == at
         [message] = await receiver.receive_messages(max_wait_time=5)
         assert datetime.now(UTC) >= at
-        assert (message.sequence_number, str(message)) == (number, "later")
+        assert str(message) == "later"
+        assert message.sequence_number is not None
+        assert message.sequence_number > number
         assert message.state == ServiceBusMessageState.ACTIVE
-        assert message.enqueued_time_utc == at
+        assert message.enqueued_time_utc is not None
+        assert message.enqueued_time_utc >= at
+        [again] = await receiver.peek_messages(max_message_count=10, sequence_number=1)
+        assert again.sequence_number == message.sequence_number  # the scheduled number is gone
 
     await servicebus_sdks.run(scenario)
 
