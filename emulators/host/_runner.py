@@ -16,6 +16,16 @@ concurrently one call tears the handler down while another reopens it, again and
 receive the loop retires that receiver and opens a new one. Messages in flight on a retired receiver can
 no longer be settled: the broker delivers them again when their locks expire, as it would to the real
 host.
+
+A third limit sets the pace. The SDK (7.x, pyamqp) waits for the broker's echo of each settlement by
+reading the connection's socket itself, and reads and writes share one lock that a read holds while it
+waits for a frame (up to ``socket_timeout``, 0.2 s): with the receive loop and 64 settlements reading at
+once, each disposition waited 0.2-0.4 s to be written, and an invocation held its slot for it (105
+messages/s at 64 concurrent calls, the host using a tenth of a core). So the loop sends each disposition
+without waiting for the echo (``_SETTLE_WITHOUT_ECHO``). What the echo would tell is a lock that expired
+in the broker before the disposition arrived: the broker then ignores the disposition and delivers the
+message again when the lock expires, the same end as a settlement that fails here. A lock the SDK
+already knows to have expired still raises (``MessageLockLostError``) and counts as ``settleFailed``.
 """
 
 from __future__ import annotations
@@ -45,6 +55,9 @@ __all__ = ["QueueFunction", "TriggerLoop"]
 log = logging.getLogger("emulators.host")
 
 _RECEIVE_WAIT = 0.5  # seconds a receive waits for messages
+# The receiver's switch for awaiting each settlement's outcome (azure-servicebus 7.15,
+# azure/servicebus/_common/receiver_mixins.py); see the module docstring for why it is turned off.
+_SETTLE_WITHOUT_ECHO = "_await_settlement_outcome"
 
 
 @dataclass(frozen=True)
@@ -114,13 +127,16 @@ class TriggerLoop:
             await asyncio.gather(*self._retiring)
 
     def _new_receiver(self) -> _Receiver:
-        return _Receiver(
-            self._client.get_queue_receiver(
-                self._target.queue,
-                receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                prefetch_count=self._options.prefetch_count,
-            )
+        sdk = self._client.get_queue_receiver(
+            self._target.queue,
+            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+            prefetch_count=self._options.prefetch_count,
         )
+        if hasattr(sdk, _SETTLE_WITHOUT_ECHO):
+            setattr(sdk, _SETTLE_WITHOUT_ECHO, False)
+        else:  # another SDK version: settlements still work, one socket read-timeout slower
+            log.warning("this azure-servicebus awaits every settlement's echo: the host will be slow")
+        return _Receiver(sdk)
 
     def _retire(self, receiver: _Receiver) -> None:
         """Close a failed receiver in the background; its in-flight messages come back on their own."""
