@@ -44,6 +44,7 @@ def load_functions(spec: str, env: dict[str, str] | os._Environ[str]) -> list[Qu
             continue
         if getattr(trigger, "topic_name", None):
             raise SystemExit(f"{function.get_function_name()}: topic triggers are not supported here")
+        data_type = trigger.get_dict_repr().get("dataType")  # a DataType (str() is its name) or None
         found.append(
             QueueFunction(
                 name=function.get_function_name(),
@@ -51,6 +52,7 @@ def load_functions(spec: str, env: dict[str, str] | os._Environ[str]) -> list[Qu
                 connection=trigger.connection,
                 arg_name=trigger.name,
                 function=function.get_user_function(),
+                data_type=str(data_type).lower() if data_type else None,
             )
         )
     if not found:

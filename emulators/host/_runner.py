@@ -69,6 +69,7 @@ class QueueFunction:
     connection: str  # the connection setting's name, e.g. ServiceBusConnection
     arg_name: str
     function: Callable[..., Any]
+    data_type: str | None = None  # the trigger's dataType: "binary", "string", "stream" or unset
 
 
 @dataclass
@@ -177,11 +178,12 @@ class TriggerLoop:
                 task.add_done_callback(self._in_flight.discard)
 
     async def _invoke(self, receiver: _Receiver, message: ServiceBusReceivedMessage) -> None:
-        function_message = to_function_message(message)
         started = time.monotonic()
         done = asyncio.Event()
         renewing = asyncio.create_task(self._keep_locked(receiver, message, done))
         try:
+            # Bound as the real host binds it: a message it cannot bind fails the invocation.
+            function_message = to_function_message(message, self._target.data_type)
             await asyncio.wait_for(self._call(function_message), self._options.function_timeout)
         except Exception as exc:
             self._stats["failed"] += 1
@@ -189,7 +191,7 @@ class TriggerLoop:
                 "%s failed for message %s (delivery %s) after %.0f ms: %s: %s",
                 self._target.name,
                 message.message_id,
-                function_message.delivery_count,
+                (message.delivery_count or 0) + 1,
                 (time.monotonic() - started) * 1000,
                 type(exc).__name__,
                 exc,
