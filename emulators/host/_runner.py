@@ -1,7 +1,8 @@
 """The trigger loop: receive in peek-lock mode, invoke the function, complete or abandon.
 
 As the Functions host does with `autoCompleteMessages: true`: a function that returns completes its
-message, one that raises (or exceeds functionTimeout) abandons it, so the broker redelivers it with the
+message, one that raises abandons it (one that exceeds functionTimeout restarts the "worker":
+``_worker``), so the broker redelivers it with the
 delivery count + 1 and dead-letters it after the queue's max delivery count. At most
 `maxConcurrentCalls` invocations run at once; locks are renewed while a function runs, for up to
 `maxAutoLockRenewalDuration`. `stop()` stops receiving and lets in-flight invocations finish.
@@ -52,8 +53,9 @@ from azure.servicebus.exceptions import ServiceBusError
 
 from emulators.host._config import HostOptions
 from emulators.host._messages import to_function_message
+from emulators.host._worker import Worker
 
-__all__ = ["QueueFunction", "TriggerLoop"]
+__all__ = ["QueueFunction", "TriggerLoop", "WorkerRestarted"]
 
 log = logging.getLogger("emulators.host")
 
@@ -61,6 +63,10 @@ _RECEIVE_WAIT = 0.5  # seconds a receive waits for messages
 # The receiver's switch for awaiting each settlement's outcome (azure-servicebus 7.15,
 # azure/servicebus/_common/receiver_mixins.py); see the module docstring for why it is turned off.
 _SETTLE_WITHOUT_ECHO = "_await_settlement_outcome"
+
+
+class WorkerRestarted(Exception):
+    """An invocation ended by a worker restart (a function timeout, this one's or another's)."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,11 @@ class TriggerLoop:
         options: HostOptions,
         executor: ThreadPoolExecutor,
         stats: Counter[str],
+        *,
+        worker: Worker,
     ) -> None:
         self._target = target
+        self._worker = worker
         self._client = client
         self._options = options
         self._executor = executor
@@ -223,7 +232,7 @@ class TriggerLoop:
         try:
             # Bound as the real host binds it: a message it cannot bind fails the invocation.
             function_message = to_function_message(message, self._target.data_type)
-            await asyncio.wait_for(self._call(function_message), self._options.function_timeout)
+            await self._run(function_message)
         except Exception as exc:
             self._stats["failed"] += 1
             log.warning(
@@ -263,13 +272,27 @@ class TriggerLoop:
                 log.warning("could not renew the lock of message %s: %s", message.message_id, exc)
                 return
 
-    async def _call(self, function_message: Any) -> None:
+    async def _run(self, function_message: Any) -> None:
+        """One invocation in the worker; past functionTimeout the worker restarts (``_worker``), which
+        ends this invocation and every other in flight: each raises ``WorkerRestarted``."""
+        call = self._worker.start(self._target.name, functools.partial(self._call, function_message))
+        done, _ = await asyncio.wait({call}, timeout=self._options.function_timeout)
+        if not done:
+            self._worker.restart(f"{self._target.name} for message {function_message.message_id}")
+        try:
+            await call
+        except asyncio.CancelledError:
+            if self._worker.lost(call):
+                raise WorkerRestarted("the worker restarted after a function timeout") from None
+            raise
+
+    async def _call(self, function_message: Any, function: Callable[..., Any]) -> None:
         kwargs = {self._target.arg_name: function_message}
-        if inspect.iscoroutinefunction(self._target.function):
-            await self._target.function(**kwargs)
+        if inspect.iscoroutinefunction(function):
+            await function(**kwargs)
         else:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, functools.partial(self._target.function, **kwargs))
+            await loop.run_in_executor(self._executor, functools.partial(function, **kwargs))
 
     async def _settle(
         self, settle: Callable[..., Any], message: ServiceBusReceivedMessage, what: str
