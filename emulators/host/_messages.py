@@ -41,6 +41,7 @@ worker's image of the protobuf ``TypedData``), and hands both to azure-functions
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping
@@ -153,10 +154,26 @@ def trigger_data(message: ServiceBusReceivedMessage, data_type: str | None = Non
     raise BindingError(f"a message with {what} cannot be bound to a string (as Azure's extension says)")
 
 
+class _Converter(ServiceBusMessageInConverter, binding=None):
+    """azure-functions' converter, remembering the datetimes it parsed: it tries up to 13 ``strptime``
+    formats per date (93 % of its 290 µs a message), and every message without a TTL carries the same
+    ExpiresAtUtc. The same decoding, for less CPU."""
+
+    @classmethod
+    def _parse_datetime(cls, datetime_str: str | None) -> datetime | None:
+        return _parse_datetime(datetime_str)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_datetime(datetime_str: str | None) -> datetime | None:
+    parsed: datetime | None = ServiceBusMessageInConverter._parse_datetime(datetime_str)
+    return parsed
+
+
 def to_function_message(message: ServiceBusReceivedMessage, data_type: str | None = None) -> FunctionMessage:
     """What the function gets: the worker's own converter over what the host would send."""
     metadata: Mapping[str, meta.Datum] = trigger_metadata(message)
-    decoded = ServiceBusMessageInConverter.decode(trigger_data(message, data_type), trigger_metadata=metadata)
+    decoded = _Converter.decode(trigger_data(message, data_type), trigger_metadata=metadata)
     if not isinstance(decoded, FunctionMessage):  # cardinality one: UserProperties, not ...Array
         raise TypeError(f"the converter returned {type(decoded).__name__} for one message")
     return decoded

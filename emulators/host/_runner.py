@@ -41,17 +41,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
-from azure.servicebus._common.constants import MGMT_RESPONSE_MESSAGE_EXPIRATION
-from azure.servicebus._common.utils import utc_from_timestamp
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from azure.servicebus.exceptions import ServiceBusError
 
 from emulators.host._config import HostOptions
+from emulators.host._locks import LockKeeper, Receiver
 from emulators.host._messages import to_function_message
 from emulators.host._worker import Worker
 
@@ -79,50 +77,6 @@ class QueueFunction:
     arg_name: str
     function: Callable[..., Any]
     data_type: str | None = None  # the trigger's dataType: "binary", "string", "stream" or unset
-
-
-@dataclass
-class _Receiver:
-    """An SDK receiver, and its lock renewals: one management request at a time, each renewing every
-    lock that came due meanwhile (one at a time, 64 locks of 1.5 s took longer than the 0.75 s left to
-    renew them on a loaded machine, and messages were delivered twice)."""
-
-    sdk: ServiceBusReceiver
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    due: list[tuple[ServiceBusReceivedMessage, asyncio.Future[None]]] = field(default_factory=list)
-
-    async def renew(self, message: ServiceBusReceivedMessage) -> None:
-        """Renew the message's lock along with every other that is due; raise as the SDK does."""
-        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.due.append((message, waiting))
-        if not self.lock.locked():
-            async with self.lock:  # this call sends the requests until nothing is due
-                while self.due:
-                    batch, self.due = self.due, []
-                    await self._renew_batch(batch)
-        await waiting
-
-    async def _renew_batch(self, batch: list[tuple[ServiceBusReceivedMessage, asyncio.Future[None]]]) -> None:
-        if len(batch) > 1:
-            try:
-                # The SDK's own request (renew_message_lock sends it with one token): the broker answers
-                # one expiry per token, in order, or fails the whole request.
-                answer = await self.sdk._renew_locks(*(str(message.lock_token) for message, _ in batch))
-                expirations = answer[MGMT_RESPONSE_MESSAGE_EXPIRATION]
-            except (ServiceBusError, ValueError):
-                pass  # a lock in the batch is lost: find out which, one at a time
-            else:
-                for (message, waiting), expiry in zip(batch, expirations, strict=True):
-                    message._expiry = utc_from_timestamp(expiry / 1000.0)
-                    waiting.set_result(None)
-                return
-        for message, waiting in batch:
-            try:
-                await self.sdk.renew_message_lock(message)
-            except (ServiceBusError, ValueError) as exc:
-                waiting.set_exception(exc)
-            else:
-                waiting.set_result(None)
 
 
 class TriggerLoop:
@@ -175,7 +129,7 @@ class TriggerLoop:
             await _close_quietly(receiver.sdk)
             await asyncio.gather(*self._retiring)
 
-    def _new_receiver(self) -> _Receiver:
+    def _new_receiver(self) -> Receiver:
         sdk = self._client.get_queue_receiver(
             self._target.queue,
             receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
@@ -185,15 +139,15 @@ class TriggerLoop:
             setattr(sdk, _SETTLE_WITHOUT_ECHO, False)
         else:  # another SDK version: settlements still work, one socket read-timeout slower
             log.warning("this azure-servicebus awaits every settlement's echo: the host will be slow")
-        return _Receiver(sdk)
+        return Receiver(sdk)
 
-    def _retire(self, receiver: _Receiver) -> None:
+    def _retire(self, receiver: Receiver) -> None:
         """Close a failed receiver in the background; its in-flight messages come back on their own."""
         closing = asyncio.create_task(_close_quietly(receiver.sdk))
         self._retiring.add(closing)
         closing.add_done_callback(self._retiring.discard)
 
-    async def _reconnect(self) -> _Receiver:
+    async def _reconnect(self) -> Receiver:
         """A new receiver, its link opened with the SDK's own timeouts (a receive's 0.5 s is too short
         to connect again on a busy machine); once stopping, whatever there is."""
         while True:
@@ -208,7 +162,7 @@ class TriggerLoop:
                     continue
             return receiver
 
-    async def _receive_until_stopped(self, receiver: _Receiver) -> None:
+    async def _receive_until_stopped(self, receiver: Receiver) -> None:
         """Receive and start invocations until stopped; a failed receive raises."""
         limit = self._options.max_concurrent_calls
         while not self._stopping.is_set():
@@ -225,10 +179,9 @@ class TriggerLoop:
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
 
-    async def _invoke(self, receiver: _Receiver, message: ServiceBusReceivedMessage) -> None:
+    async def _invoke(self, receiver: Receiver, message: ServiceBusReceivedMessage) -> None:
         started = time.monotonic()
-        done = asyncio.Event()
-        renewing = asyncio.create_task(self._keep_locked(receiver, message, done))
+        keeper = LockKeeper(receiver, message, self._options.max_auto_lock_renewal_duration)
         try:
             # Bound as the real host binds it: a message it cannot bind fails the invocation.
             function_message = to_function_message(message, self._target.data_type)
@@ -249,28 +202,9 @@ class TriggerLoop:
             self._stats["succeeded"] += 1
             outcome = "completed"
         finally:
-            done.set()  # not cancel(): a renewal cut off halfway leaves the SDK's handler in disorder
-            await renewing
+            await keeper.stop()
         settle = receiver.sdk.complete_message if outcome == "completed" else receiver.sdk.abandon_message
         await self._settle(settle, message, outcome)
-
-    async def _keep_locked(
-        self, receiver: _Receiver, message: ServiceBusReceivedMessage, done: asyncio.Event
-    ) -> None:
-        """Renew the message's lock halfway through each lock period until ``done``, for up to
-        maxAutoLockRenewalDuration."""
-        give_up = time.monotonic() + self._options.max_auto_lock_renewal_duration
-        while time.monotonic() < give_up:
-            locked_until = message.locked_until_utc
-            left = (locked_until - datetime.now(UTC)).total_seconds() if locked_until else 0.0
-            await _wait_or_stop(done, max(left / 2, 0.05))
-            if done.is_set():
-                return
-            try:
-                await receiver.renew(message)
-            except (ServiceBusError, ValueError) as exc:  # lost: the broker delivers it again
-                log.warning("could not renew the lock of message %s: %s", message.message_id, exc)
-                return
 
     async def _run(self, function_message: Any) -> None:
         """One invocation in the worker; past functionTimeout the worker restarts (``_worker``), which
