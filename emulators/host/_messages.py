@@ -130,8 +130,7 @@ def trigger_metadata(message: ServiceBusReceivedMessage) -> dict[str, meta.Datum
     if enqueued is not None:
         metadata["EnqueuedTimeUtc"] = _json(_net_datetime(enqueued, with_offset=False))
         metadata["EnqueuedTime"] = _json(_net_datetime(enqueued, with_offset=True))
-    metadata["ApplicationProperties"] = _json(properties)
-    metadata["UserProperties"] = _json(properties)
+    metadata["ApplicationProperties"] = metadata["UserProperties"] = _json(properties)
     return metadata
 
 
