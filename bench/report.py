@@ -394,10 +394,12 @@ def _section5(r: Results) -> list[str]:
     return [
         f"## {SECTIONS[4]}",
         "",
-        "`bench/host_throughput.py`: the messages are sent in batches to the Service Bus emulator, and"
-        " `python -m emulators.host` runs the real function_app (azure-servicebus's aio receiver, peek-lock,"
-        " complete) against the Batch emulator (0 ms) until all are settled; from the first send to the"
-        " last settlement. The host runs the function in-process: its CPU includes the Service Bus SDK's."
+        "`bench/host_throughput.py`: the messages are sent in batches to the Service Bus emulator, then"
+        " `python -m emulators.host` starts and runs the real function_app (azure-servicebus's aio receiver,"
+        " peek-lock, complete) against the Batch emulator (0 ms) until all are settled; from the host's"
+        " ready line to the last settlement (the queue is filled first, so that the figure is the host's"
+        " and not the sender's). The host runs the function in-process: its CPU includes the Service Bus"
+        " SDK's."
         " At more than one `maxConcurrentCalls`, to show what bounds it. Beside it, in the same emulator"
         " process before the host starts: the same number of messages received (batches of 100) and"
         " completed by the sync SDK alone.",
