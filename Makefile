@@ -23,8 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# In parallel (pytest-xdist): each worker starts its own emulators on free ports. The tests mostly wait
+# on real processes, so 4 workers on 2 cores; PYTEST_WORKERS=0 runs them in this one process.
+PYTEST_WORKERS ?= 4
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 demo: $(STAMP)
 	$(BIN)/python -m emulators.demo

@@ -7,6 +7,11 @@ report where they see it other than a Batch ``Authorization`` header. In this pr
 of every logger down to DEBUG (message, arguments, custom dimensions, the exception and its chain),
 every test report (failure text, captured output and logs) and every warning is checked. Any sighting,
 here or in the report file, fails the run and is listed at the end; the canary itself is never printed.
+
+Under pytest-xdist the controller makes the canary and the report file and hands both to every worker
+(``pytest_configure_node``): the processes a worker's tests start inherit them, the worker watches its own
+log records and writes what it sees to the report file, and the controller checks the test reports and
+warnings the workers send it, reads the report file, and fails the run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import secrets
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,9 +55,10 @@ class _NaturalLevel(logging.Filter):
 class CanaryWatch:
     """One session's canary, its report file, and everything seen so far."""
 
-    def __init__(self, canary: str, report_file: Path) -> None:
+    def __init__(self, canary: str, report_file: Path, *, worker: bool = False) -> None:
         self.canary = canary
         self.report_file = report_file
+        self.worker = worker  # an xdist worker: sightings go to the report file, the controller judges
         self.sightings: list[str] = []
         self._report_read = 0  # bytes of the report file already turned into sightings
         self._test: str | None = None
@@ -66,13 +73,20 @@ class CanaryWatch:
         """A fresh canary (always: a session started by a test must not write to its parent's report)."""
         handle, name = tempfile.mkstemp(prefix="canary-report-", suffix=".txt")
         os.close(handle)
-        watch = cls(f"CANARY-{secrets.token_hex(16)}", Path(name))
-        os.environ[CANARY_ENV] = watch.canary
-        os.environ[REPORT_ENV] = name
+        return cls(f"CANARY-{secrets.token_hex(16)}", Path(name))._watch()
+
+    @classmethod
+    def join(cls, canary: str, report_file: Path) -> CanaryWatch:
+        """An xdist worker's watch over its controller's canary and report file."""
+        return cls(canary, report_file, worker=True)._watch()
+
+    def _watch(self) -> CanaryWatch:
+        os.environ[CANARY_ENV] = self.canary
+        os.environ[REPORT_ENV] = str(self.report_file)
         root = logging.getLogger()
-        root.addHandler(watch._handler)
+        root.addHandler(self._handler)
         root.setLevel(logging.DEBUG)  # every logger without a level of its own now makes DEBUG records
-        return watch
+        return self
 
     def end(self) -> None:
         root = logging.getLogger()
@@ -85,13 +99,19 @@ class CanaryWatch:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        self.report_file.unlink(missing_ok=True)
+        if not self.worker:
+            self.report_file.unlink(missing_ok=True)
 
     def _where(self) -> str:
         return f"during {self._test}" if self._test else "outside any test"
 
     def _seen(self, where: str) -> None:
-        self.sightings.append(f"{where.replace(self.canary, _PLACEHOLDER)} ({self._where()})")
+        sighting = f"{where.replace(self.canary, _PLACEHOLDER)} ({self._where()})"
+        if self.worker:  # one short append, as every other watcher writes (emulators/canary.py)
+            with self.report_file.open("a", encoding="utf-8") as out:
+                out.write(f"xdist worker pid {os.getpid()}: {' '.join(sighting.split())}\n")
+        else:
+            self.sightings.append(sighting)
 
     def check(self, text: str, where: str) -> None:
         """A sighting if ``text`` (something a person or a log store would read) holds the canary."""
@@ -126,7 +146,15 @@ class CanaryWatch:
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self._test = nodeid
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist (controller): every worker watches for this session's canary, into this report file."""
+        node.workerinput[CANARY_ENV] = self.canary
+        node.workerinput[REPORT_ENV] = str(self.report_file)
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.worker:  # the controller gets this report too, and checks it
+            return
         self.check(report.longreprtext, f"the {report.when} report of {report.nodeid}")
         for title, content in report.sections:
             if title.startswith("Captured ") and not title.endswith(f" {report.when}"):
@@ -134,17 +162,22 @@ class CanaryWatch:
             self.check(content, f"{title!r} of {report.nodeid}")
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        self._read_report(f"after {nodeid}")
+        if not self.worker:
+            self._read_report(f"after {nodeid}")
         self._test = None
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        self.check(report.longreprtext, f"the collection report of {report.nodeid or 'the session'}")
+        if not self.worker:
+            self.check(report.longreprtext, f"the collection report of {report.nodeid or 'the session'}")
 
     def pytest_warning_recorded(self, warning_message: warnings.WarningMessage, nodeid: str) -> None:
-        self.check(str(warning_message.message), f"a warning in {nodeid or 'the session'}")
+        if not self.worker:
+            self.check(str(warning_message.message), f"a warning in {nodeid or 'the session'}")
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml and the terminal summary, which then show it
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker:
+            return
         self._read_report("at the end of the session")
         if not self.sightings:
             return
@@ -161,6 +194,10 @@ class CanaryWatch:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    watch = CanaryWatch.begin()
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)  # set on an xdist worker
+    if workerinput is not None and CANARY_ENV in workerinput:
+        watch = CanaryWatch.join(workerinput[CANARY_ENV], Path(workerinput[REPORT_ENV]))
+    else:
+        watch = CanaryWatch.begin()
     config.pluginmanager.register(watch, "canary-watch")
     config.add_cleanup(watch.end)

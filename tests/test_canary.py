@@ -153,16 +153,19 @@ def test_an_emulator_reported_it():
 """
 
 
-def test_a_session_that_lets_the_canary_out_fails(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_session_that_lets_the_canary_out_fails(tmp_path: Path, workers: list[str]) -> None:
     """Tests that pass, but log, print or raise a token (or an emulator saw one): the session fails,
-    says where each time, and never prints the canary itself."""
+    says where each time, and never prints the canary itself; with pytest-xdist too (the workers' own
+    log records reach the controller through the report file)."""
     (tmp_path / "test_leaky.py").write_text(_LEAKY_TESTS)
     side_channel = tmp_path / "canary.txt"
     env = {k: v for k, v in os.environ.items() if k not in (CANARY_ENV, REPORT_ENV, "PYTEST_ADDOPTS")}
     env.update(PYTHONPATH=str(PROJECT), CANARY_SIDE_CHANNEL=str(side_channel))
     plugins = ("-p", "tests.canary", "-p", "no:cacheprovider", "-p", "no:asyncio")
+    options = (*plugins, *workers, "-q", "--rootdir", str(tmp_path))
     inner = subprocess.run(  # noqa: S603 - our own interpreter, our own plugin
-        [sys.executable, "-m", "pytest", *plugins, "-q", "--rootdir", str(tmp_path), "test_leaky.py"],
+        [sys.executable, "-m", "pytest", *options, "test_leaky.py"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -174,6 +177,8 @@ def test_a_session_that_lets_the_canary_out_fails(tmp_path: Path) -> None:
     assert inner.returncode == pytest.ExitCode.TESTS_FAILED, output
     assert "5 passed, 1 xfailed, 1 error" in output, output
     assert "7 sighting(s) of the secrets canary" in output, output
+    # With workers, the log records were seen in the workers and reached the controller by the report.
+    assert ("xdist worker pid" in output) == bool(workers), output
     for expected in (
         "log record azure.core.pipeline DEBUG",  # DEBUG too: the watch lowers every logger to DEBUG
         "log record delete_job INFO (",
@@ -183,8 +188,9 @@ def test_a_session_that_lets_the_canary_out_fails(tmp_path: Path) -> None:
         "'Captured log call' of test_leaky.py::test_a_logged_exception_holds_it",
         "'Captured stdout call' of test_leaky.py::test_it_is_printed",
         "the call report of test_leaky.py::test_a_failure_text_holds_it",
+        # Noticed when the session next looks at the report file: with workers, maybe after another test.
         "Batch emulator: data-plane DELETE /jobs/x: canary in its header 'x-trace' (noticed after "
-        "test_leaky.py::test_an_emulator_reported_it)",
+        + ("" if workers else "test_leaky.py::test_an_emulator_reported_it)"),
     ):
         assert expected in output, (expected, output)
     assert side_channel.read_text() not in output

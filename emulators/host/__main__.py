@@ -6,7 +6,8 @@ trigger's ``%SETTING%`` names, and feeds it from its queue with host.json's opti
 setting named by the trigger's ``connection`` holds a connection string, or ``<connection>__fullyQualified
 Namespace`` names a real namespace reached with the developer's Azure credential. A status endpoint
 (``GET /_host/stats``) listens on ``--port``; the one stdout line ``Functions host listening on URL`` says
-that every trigger is receiving. SIGTERM/SIGINT stop receiving and let in-flight invocations finish.
+that every trigger is receiving. SIGTERM/SIGINT stop receiving and let in-flight invocations finish. An
+invocation past host.json's ``functionTimeout`` restarts the worker, as Azure's host does (``_worker``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from emulators._http import Request, Response, listen
 from emulators.host._config import HostOptions, apply_local_settings, read_host_json, resolve
 from emulators.host._logs import configure_logging
 from emulators.host._runner import QueueFunction, TriggerLoop
+from emulators.host._worker import Worker
 
 log = logging.getLogger("emulators.host")
 
@@ -44,6 +46,7 @@ def load_functions(spec: str, env: dict[str, str] | os._Environ[str]) -> list[Qu
             continue
         if getattr(trigger, "topic_name", None):
             raise SystemExit(f"{function.get_function_name()}: topic triggers are not supported here")
+        data_type = trigger.get_dict_repr().get("dataType")  # a DataType (str() is its name) or None
         found.append(
             QueueFunction(
                 name=function.get_function_name(),
@@ -51,6 +54,7 @@ def load_functions(spec: str, env: dict[str, str] | os._Environ[str]) -> list[Qu
                 connection=trigger.connection,
                 arg_name=trigger.name,
                 function=function.get_user_function(),
+                data_type=str(data_type).lower() if data_type else None,
             )
         )
     if not found:
@@ -91,10 +95,16 @@ async def serve(args: argparse.Namespace, app_dir: Path) -> None:
 
     async with AsyncExitStack() as stack:
         executor = stack.enter_context(ThreadPoolExecutor(thread_name_prefix="function"))
+        worker = Worker(
+            {f.name: f.function for f in functions},
+            lambda: {f.name: f.function for f in load_functions(args.app, os.environ)},
+            app_dir,
+            stats,
+        )
         triggers: list[TriggerLoop] = []
         for target in functions:
             client = await stack.enter_async_context(make_client(target.connection, os.environ))
-            triggers.append(TriggerLoop(target, client, options, executor, stats))
+            triggers.append(TriggerLoop(target, client, options, executor, stats, worker=worker))
         tasks = [asyncio.create_task(trigger.run()) for trigger in triggers]
         all_ready = asyncio.ensure_future(asyncio.gather(*(t.ready.wait() for t in triggers)))
         first: list[asyncio.Future[Any]] = [*tasks, all_ready]

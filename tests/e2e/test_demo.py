@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psutil
@@ -12,23 +13,30 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def emulator_processes() -> set[int]:
+def processes_of_run(marker: str) -> set[int]:
+    """The processes whose environment carries this run's marker: the demo and whatever it started,
+    wherever they were reparented (other tests, in other pytest-xdist workers, start emulators too)."""
     found = set()
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if "-m emulators." in cmdline:
-            found.add(process.info["pid"])
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if process.environ().get(_MARKER) == marker:
+                found.add(process.info["pid"])
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
     return found
+
+
+_MARKER = "DEMO_TEST_RUN"
 
 
 def test_demo_shows_every_outcome_and_leaves_no_process() -> None:
     """The demo settles every request as expected, prints each outcome and the dead-letter table, and
     stops every process it started."""
-    before = emulator_processes()
+    marker = str(uuid.uuid4())
     result = subprocess.run(
         [sys.executable, "-m", "emulators.demo"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), _MARKER: marker},
         capture_output=True,
         text=True,
         timeout=120,
@@ -50,4 +58,4 @@ def test_demo_shows_every_outcome_and_leaves_no_process() -> None:
     for job in ("demo-protected", "demo-typo", "demo-forbidden"):  # the three failure records
         assert job in table, f"{job} missing from the dead-letter table:\n{table}"
     assert "Abandoned" not in result.stdout
-    assert emulator_processes() - before == set()
+    assert processes_of_run(marker) == set()

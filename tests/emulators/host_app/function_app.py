@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import azure.functions as func
@@ -31,26 +32,53 @@ def record(event: str, msg: func.ServiceBusMessage, **extra: Any) -> None:
         out.write(json.dumps(entry, default=str) + "\n")
 
 
+def _moment(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 def describe(msg: func.ServiceBusMessage) -> dict[str, Any]:
+    """Every field of the message the function got, as JSON (the body as text and as hex)."""
+    ttl = msg.time_to_live
     return {
-        "body": msg.get_body().decode("utf-8"),
+        "body": msg.get_body().decode("utf-8", errors="replace"),
+        "bodyHex": msg.get_body().hex(),
         "contentType": msg.content_type,
         "correlationId": msg.correlation_id,
         "applicationProperties": msg.application_properties,
         "userProperties": msg.user_properties,
-        "enqueuedTimeUtc": msg.enqueued_time_utc.isoformat() if msg.enqueued_time_utc else None,
+        "enqueuedTimeUtc": _moment(msg.enqueued_time_utc),
+        "expiresAtUtc": _moment(msg.expires_at_utc),
         "sequenceNumber": msg.sequence_number,
-        "lockedUntil": msg.locked_until.isoformat() if msg.locked_until else None,
+        "lockedUntil": _moment(msg.locked_until),
         "lockToken": msg.lock_token,
         "subject": msg.subject,
+        "label": msg.label,
+        "replyTo": msg.reply_to,
+        "to": msg.to,
+        "sessionId": msg.session_id,
+        "partitionKey": msg.partition_key,
+        "deadLetterSource": msg.dead_letter_source,
+        "state": msg.state,
+        "timeToLive": ttl.total_seconds() if ttl is not None else None,
+        "scheduledEnqueueTimeUtc": _moment(msg.scheduled_enqueue_time_utc),
+        "metadataKeys": sorted(msg.metadata or {}),
         "isServiceBusMessage": isinstance(msg, func.ServiceBusMessage),
     }
 
 
+def command_of(msg: func.ServiceBusMessage) -> dict[str, Any]:
+    """The body's command; a body that is not a JSON object (the binding tests send such) is "ok"."""
+    try:
+        command = json.loads(msg.get_body())
+    except ValueError:
+        return {}
+    return command if isinstance(command, dict) else {}
+
+
 @app.service_bus_queue_trigger(arg_name="msg", queue_name="%ASYNC_QUEUE%", connection="ServiceBusConnection")
 async def async_handler(msg: func.ServiceBusMessage) -> None:
-    command = json.loads(msg.get_body())
     record("start", msg, **describe(msg))
+    command = command_of(msg)
     if command.get("action") == "sleep":
         await asyncio.sleep(float(command.get("seconds", 0)))
     if command.get("action") == "raise":
@@ -63,8 +91,8 @@ async def async_handler(msg: func.ServiceBusMessage) -> None:
     arg_name="message", queue_name="%SYNC_QUEUE%", connection="ServiceBusConnection"
 )
 def sync_handler(message: func.ServiceBusMessage) -> None:
-    command = json.loads(message.get_body())
     record("start", message, **describe(message))
+    command = command_of(message)
     if command.get("action") == "sleep":
         time.sleep(float(command.get("seconds", 0)))
     if command.get("action") == "raise":
