@@ -144,8 +144,8 @@ def failure_record(
     answer: BatchResponse | BatchTransportError | None = None,
     client_request_id: str | None = None,
 ) -> OutgoingMessage:
-    """The record for DEAD_LETTER_QUEUE; its id is deterministic so a second record for the same delivered
-    message is dropped."""
+    """The record for DEAD_LETTER_QUEUE; its id is `<originalMessageId>:failed`, so a second record for the
+    same request (a redelivery, a retry copy) is dropped by the queue's duplicate detection."""
     response = answer if isinstance(answer, BatchResponse) else None
     body = {
         "reason": str(reason),
@@ -174,10 +174,10 @@ def failure_record(
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return OutgoingMessage(
         body=text.encode("utf-8", errors="replace"),  # a lone surrogate cannot stop a record
-        # Contract section 5: the delivered message's id. A message whose completion failed after its retry
-        # copy was sent comes back, so it and its copy can each end in a record (two ids, two records): the
-        # chaos run counts these; `<originalMessageId>:failed` would keep one, but the contract fixes the id.
-        message_id=f"{received.message_id}:failed",
+        # Contract section 5: named after the request, not the delivery. A message whose completion failed
+        # after its retry copy was sent comes back, and it and its copy can both fail for good: one id, so
+        # the failure queue's duplicate detection keeps one record per request.
+        message_id=f"{received.original_message_id}:failed",
         content_type="application/json",
         correlation_id=received.correlation_id or received.message_id,
         subject=str(reason),

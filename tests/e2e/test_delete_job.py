@@ -137,7 +137,7 @@ def test_persistent_503_schedules_copies_then_retries_exhausted(deployment: Depl
     assert record["originalMessage"]["applicationProperties"]["originalMessageId"] == message_id
     (failed,) = deployment.peek(deployment.failed)
     assert failed.correlation_id == "corr-1"
-    assert failed.message_id == f"{message_id}:retry2:failed"
+    assert failed.message_id == f"{message_id}:failed"  # named after the request
     job = deployment.batch.control.get_job("busy")
     assert job is not None
     assert job["state"] == "active"
