@@ -10,7 +10,8 @@ stored message and its wire form), ``_entity`` (queues, locks, schedules, dead l
 I/O), ``_management`` (``$cbs`` and ``$management``), ``_links`` (what an attached link is for),
 ``_broker`` (the proton handler), ``_server`` (socket, SASL, the loop, signals).
 
-For fault tests: ``rejectSendRate`` refuses a share of a queue's sends (``_config``, ``_broker``); SIGUSR1
+For fault tests: ``rejectSendRate`` refuses a share of a queue's sends and ``stallSendRate`` leaves a share
+unanswered (``_config``, ``_broker``); SIGUSR1
 drops every connection and ``EMULATOR_CANARY`` watches the received bytes (``_server``).
 """
 

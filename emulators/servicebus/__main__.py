@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         help="declare a queue, e.g. orders:lockDuration=1.5,maxDeliveryCount=3 (repeatable); keys: "
         "lockDuration, maxDeliveryCount, forwardDeadLetteredMessagesTo, duplicateDetectionWindow, "
         "defaultMessageTimeToLive (durations in seconds); test faults: rejectSendRate (0..1: refuse "
-        "that share of sends), rejectSendSeed",
+        "that share of sends), rejectSendSeed, stallSendRate (0..1: leave that share of sends unanswered)",
     )
     parser.add_argument(
         "--config", metavar="FILE.json", help='declare queues from {"queues": [{"name": ..., ...}]}'

@@ -228,7 +228,6 @@ async def test_precondition_failed_deletes_nothing_and_records(
 @pytest.mark.parametrize(
     ("fault", "code", "status"),
     [
-        ({"status": 403, "code": "AuthorizationFailure"}, "AuthorizationFailure", 403),
         (
             {"status": 400, "code": "InvalidHeaderValue", "values": [{"key": "HeaderName", "value": "x"}]},
             "InvalidHeaderValue",
@@ -254,7 +253,7 @@ async def test_batch_rejected_records_batch_error(
     body = record_body(record)
     assert body["httpStatus"] == status
     assert (body["batchError"] or {}).get("code") == code
-    if status == 403:
+    if status == 401:
         assert "Azure Batch Job Submitter" in body["description"]
 
 
