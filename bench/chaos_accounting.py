@@ -256,8 +256,8 @@ def _abandon_cause(text: str, failure_queue: str, deletion_queue: str) -> str:
             return "failure-record send refused"
         if f"'{deletion_queue}'" in error:
             return "retry-copy send refused"
-    if kind in ("ClientAuthenticationError", "CredentialUnavailableError"):
-        return "no token (identity endpoint failed)"
+    if kind == "SendTimeoutError":  # INVOCATION_DEADLINE left no time for the send
+        return "send cut off by the deadline"
     return kind
 
 
