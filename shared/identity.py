@@ -3,8 +3,8 @@
 azure-identity's async credentials cache tokens, but concurrent calls on a cold or expiring cache each
 go to the identity endpoint (measured: 16 concurrent first deletes made 16 token requests). `BatchToken`
 makes one request at a time and shares it: every caller waiting on a refresh gets its token, or its
-failure, at the same moment. A still-valid token keeps being served when a refresh fails, so an
-identity-endpoint outage only matters once the token has really expired.
+failure, at the same moment. While the cached token is still valid, refreshes run behind it and nobody
+waits for them, so a slow or failing identity endpoint only matters once the token has really expired.
 
 The credential's own retries are bounded (`CREDENTIAL_OPTIONS`): by default azure-identity retries a
 failing endpoint for up to ~50 s, holding every invocation that waits on it; the contract (section 3, step
@@ -40,6 +40,9 @@ __all__ = [
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
 # Refresh this long before expiry (azure-identity's own offset), or at half-life for short tokens.
 _REFRESH_OFFSET = 300.0
+# A token is handed out while a refresh runs only if it stays valid this much longer (a Batch request's
+# read timeout, plus a margin): Batch must not see it expire in flight.
+_STILL_VALID_MARGIN = 60.0
 
 # azure-identity passes a credential's keyword arguments to azure-core's retry policy and transport
 # (azure/identity/_internal/pipeline.py: AsyncRetryPolicy(**kwargs), AioHttpTransport(**kwargs)):
@@ -109,20 +112,20 @@ class BatchToken:
 
     async def __call__(self) -> str:
         token = self._token
-        if token is not None and self._clock() < self._refresh_at:
+        now = self._clock()
+        if token is not None and now < self._refresh_at:
             return token.token
         refresh = self._refresh
         if refresh is None:
             refresh = self._refresh = asyncio.ensure_future(self._fetch())
-            # Retrieved here too, so that a failure every waiter gave up on is not reported as unhandled.
+            # Retrieved here too, so that a failure nobody waited for is not reported as unhandled.
             refresh.add_done_callback(lambda done: done.cancelled() or done.exception())
-        try:
-            # shield: a caller that stops waiting (its own deadline) does not cancel the others' request.
-            return (await asyncio.shield(refresh)).token
-        except TokenUnavailableError:
-            if token is not None and self._clock() < token.expires_on:
-                return token.token  # the old token still works: keep going, refresh again next time
-            raise
+        if token is not None and now < token.expires_on - _STILL_VALID_MARGIN:
+            # The old token still works: refresh behind it, so that a slow or failing identity endpoint
+            # delays no invocation until the token really expires.
+            return token.token
+        # shield: a caller that stops waiting (its own deadline) does not cancel the others' request.
+        return (await asyncio.shield(refresh)).token
 
     async def _fetch(self) -> AccessToken:
         try:

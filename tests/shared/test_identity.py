@@ -85,20 +85,25 @@ class ScriptedCredential:
 
 @pytest.mark.parametrize(("lifetime", "refresh_after"), [(3600, 3300), (200, 100)])
 async def test_token_is_refreshed_once_before_expiry(lifetime: int, refresh_after: int) -> None:
-    """Refreshed 5 minutes before expiry (half-life for short tokens), once for many callers."""
+    """Refreshed 5 minutes before expiry (half-life for short tokens), once for many callers; while the old
+    token stays valid nobody waits for the refresh, and once it is about to expire callers wait for it."""
     clock = Clock()
+    start = clock.now
     credential = ScriptedCredential(clock, lifetime)
     token = BatchToken(credential, clock=clock)  # type: ignore[arg-type]
     assert await token() == "token-1"
     clock.now += refresh_after - 1
     assert await token() == "token-1"
-    clock.now += 2
+    clock.now += 2  # past the refresh point: served at once, refreshed behind it
+    assert set(await asyncio.gather(*(token() for _ in range(16)))) == {"token-1"}
+    clock.now = start + lifetime - 30  # about to expire: callers wait for that same refresh
     assert set(await asyncio.gather(*(token() for _ in range(16)))) == {"token-2"}
     assert credential.calls == 2
 
 
 async def test_failed_refresh_keeps_a_valid_token_and_an_expired_one_raises() -> None:
-    """While the old token is valid an identity outage is invisible; after expiry it raises."""
+    """While the old token is valid an identity outage is invisible (and costs no caller any wait);
+    after expiry it raises; once the endpoint is back, a new token."""
     clock = Clock()
     credential = ScriptedCredential(clock, 3600)
     token = BatchToken(credential, clock=clock)  # type: ignore[arg-type]
@@ -106,13 +111,15 @@ async def test_failed_refresh_keeps_a_valid_token_and_an_expired_one_raises() ->
     credential.failing = True
     clock.now += 3400  # past the refresh point, before expiry
     assert await token() == "token-1"
+    assert await token() == "token-1"
     clock.now += 300  # past expiry
     with pytest.raises(
         TokenUnavailableError, match="ClientAuthenticationError: identity endpoint unavailable"
     ):
         await token()
+    failed_calls = credential.calls
     credential.failing = False
-    assert await token() == "token-4"
+    assert await token() == f"token-{failed_calls + 1}"
 
 
 async def test_identity_endpoint_down_on_a_cold_cache_raises(
