@@ -81,6 +81,14 @@ class QueueSender:
         # 20 concurrent first sends -> "Handler failed: 'NoneType' object has no attribute
         # 'client_ready_async'" and the handler shuts down). Sends happen only on failures and retries.
         self._send_locks: dict[str, asyncio.Lock] = {}
+        # Broken senders being closed: in the background, since closing a link the broker stopped answering
+        # can take as long as the SDK's own timeouts, and the send that broke must raise within its time.
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _discard(self, sender: ServiceBusSender) -> None:
+        task = asyncio.ensure_future(_close_quietly(sender))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _make_client(self) -> ServiceBusClient:
         from azure.servicebus.aio import ServiceBusClient  # noqa: PLC0415 - only when needed
@@ -109,7 +117,7 @@ class QueueSender:
                     try:
                         await sender.__aenter__()
                     except BaseException:  # cut off by a timeout, or failed: not kept half-open
-                        await _close_quietly(sender)
+                        self._discard(sender)
                         raise
                     self._senders[queue] = sender
         return sender
@@ -154,13 +162,15 @@ class QueueSender:
             # A broken link is not reused: the next send opens a fresh one.
             if self._senders.get(queue) is sender:
                 del self._senders[queue]
-                await _close_quietly(sender)
+                self._discard(sender)
             raise
 
     async def close(self) -> None:
         senders, self._senders = list(self._senders.values()), {}
         for sender in senders:
             await _close_quietly(sender)
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=10)  # broken links: bounded, they may never answer
         if self._client is not None:
             await self._client.close()
             self._client = None
