@@ -158,7 +158,8 @@ class IdentityEndpoint(_ControlClient):
     ) -> str:
         """The next ``times`` token requests (None: all) wait ``latency_ms``, then fail with
         ``status`` or have their connection dropped (or, with neither, are answered normally).
-        ``for_seconds``: only those within that many seconds from now (an outage that ends by itself)."""
+        ``for_seconds``: only those within that many seconds of the first one it meets (an outage that
+        ends by itself)."""
         fault: dict[str, Any] = {"times": times, "drop": drop, "latencyMs": latency_ms}
         if status is not None:
             fault["status"] = status

@@ -76,11 +76,8 @@ def seed(batch: BatchEmulator) -> None:
     batch.add_fault(
         match={"jobId": "demo-unauthenticated"}, status=401, code="AuthenticationFailed", times=None
     )
-
-
-def role_still_applying(batch: BatchEmulator) -> None:
-    """403 for the next 3 s, as Batch answers until a new role assignment applies (minutes, in Azure): the
-    request waits for it on delayed retries (RETRY_DELAYS 2,2 here) and then deletes."""
+    # 403 for 3 s from the first request, as Batch answers until a new role assignment applies (minutes, in
+    # Azure): the request waits for it on delayed retries (RETRY_DELAYS 2,2 here) and then deletes.
     batch.add_fault(
         match={"jobId": "demo-new-role"}, status=403, code="AuthorizationFailure", times=None, forSeconds=3
     )
@@ -126,7 +123,6 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
             )
         )
         ids: dict[str, Case] = {}
-        role_still_applying(batch)  # now, so that its window starts with the first message
         with (
             ServiceBusClient.from_connection_string(settings["ServiceBusConnection"]) as client,
             client.get_queue_sender(env["DELETION_QUEUE"]) as sender,

@@ -7,8 +7,8 @@ claims look like Entra ID's; the Batch emulator checks their audience and expiry
 
 Run: ``python -m emulators.identity --port 0 [--secret S] [--client-id GUID ...]``. Control API
 under ``/_emulator/``: ``stats``, ``faults``, ``config``, ``reset``, ``health``. A fault applies to the
-next ``times`` token requests, and with ``forSeconds`` only to those within that many seconds of being
-added (an outage that ends by itself, as a platform's identity endpoint does).
+next ``times`` token requests, and with ``forSeconds`` only to those within that many seconds of the first
+one it met (an outage that ends by itself, as a platform's identity endpoint does).
 """
 
 from __future__ import annotations
@@ -86,10 +86,17 @@ class _Fault:
     status: int | None
     drop: bool
     latency: float
-    until: float | None = None  # time.monotonic() after which the fault no longer applies
+    seconds: float | None = None  # forSeconds
+    until: float | None = None  # time.monotonic() after which the fault no longer applies (set on first use)
 
     def applies(self) -> bool:
         return self.remaining != 0 and (self.until is None or time.monotonic() < self.until)
+
+    def take(self) -> None:
+        if self.remaining is not None:
+            self.remaining -= 1
+        if self.seconds is not None and self.until is None:
+            self.until = time.monotonic() + self.seconds  # the window starts with its first request
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,8 +130,7 @@ def _parse_fault(spec: Any) -> _Fault:
         isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
     ):
         raise ValueError("forSeconds must be a positive number")
-    until = None if seconds is None else time.monotonic() + seconds
-    return _Fault(f"fault-{next(_fault_ids)}", times, status, drop, latency / 1000, until)
+    return _Fault(f"fault-{next(_fault_ids)}", times, status, drop, latency / 1000, seconds)
 
 
 class IdentityEndpoint:
@@ -171,8 +177,8 @@ class IdentityEndpoint:
         self.stats["byResource"][query.get("resource", "")] += 1
         self.stats["byClientId"][query.get("client_id", SYSTEM_ASSIGNED)] += 1
         fault = next((f for f in self.faults if f.applies()), None)
-        if fault is not None and fault.remaining is not None:
-            fault.remaining -= 1
+        if fault is not None:
+            fault.take()
         if fault is not None and fault.latency > 0:
             await asyncio.sleep(fault.latency)
         if fault is not None and fault.drop:

@@ -5,7 +5,8 @@ times left applies and is counted down. A fault that only sets ``latencyMs`` del
 which is then processed normally; any other fault answers in Batch's place (or drops the socket).
 ``raw`` answers with text that need not be HTTP at all (a proxy's banner, half a response), then closes
 the connection; the request log records it as dropped. ``forSeconds`` limits a fault to the requests that
-arrive within that many seconds of its being added (say, a 403 until a new role assignment applies).
+arrive within that many seconds of the first one it met (say, a 403 until a new role assignment applies;
+counted from the first request, so that a slow start does not use the window up).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class Fault:
     answers: bool = False
     apply: bool = False
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
-    until: float | None = None  # time.monotonic() after which the fault no longer applies
+    seconds: float | None = None  # forSeconds
+    until: float | None = None  # time.monotonic() after which the fault no longer applies (set on first use)
 
     def matches(self, request: Request) -> bool:
         if self.remaining == 0 or (self.until is not None and time.monotonic() >= self.until):
@@ -210,7 +212,7 @@ def parse_fault(spec: Any) -> Fault:
         answers=any(spec.get(key) not in (None, False) for key in _ANSWER_KEYS),
         apply=spec.get("apply", False),
         extra_headers=extra_headers,
-        until=None if seconds is None else time.monotonic() + seconds,
+        seconds=seconds,
     )
 
 
@@ -231,6 +233,8 @@ class Faults:
             if fault.matches(request):
                 if fault.remaining is not None:
                     fault.remaining -= 1
+                if fault.seconds is not None and fault.until is None:
+                    fault.until = time.monotonic() + fault.seconds  # the window starts with its first request
                 return fault
         return None
 

@@ -3,9 +3,10 @@ Azure's do for a while. Real processes: a Service Bus emulator of this module's 
 session's Batch emulator and identity endpoint.
 
 Times are scaled down with settings so that each test takes seconds: an identity outage of a minute against
-RETRY_DELAYS 60,300,... becomes one of 4 s against RETRY_DELAYS 2,2,2,2,2 (the outage ends before the
+RETRY_DELAYS 60,300,... becomes one of 6 s against RETRY_DELAYS 2,2,2,2,2 (the outage ends before the
 schedule does, as a minute does before 60+300 s); a role assignment's ~10 minutes of 403 against the same
-schedule becomes 3 s; INVOCATION_DEADLINE 120 s against a 5 min functionTimeout becomes 3 s. What is checked
+schedule becomes 3 s (each window counted from the first request it meets, so a slow start cannot use it
+up); INVOCATION_DEADLINE 120 s against a 5 min functionTimeout becomes 3 s. What is checked
 is what a user sees: every job deleted or one record per request, nothing dead-lettered, no invocation cut
 off by anything but the function's own deadline.
 """
@@ -153,7 +154,7 @@ def test_service_bus_stalling_sends(deployment: Deployment) -> None:
 
 @on("identity")
 def test_identity_endpoint_down_for_a_while_then_back(deployment: Deployment) -> None:
-    """The identity endpoint answers 503 for 4 s (a minute, scaled down; one token request per invocation,
+    """The identity endpoint answers 503 for 6 s (a minute, scaled down; one token request per invocation,
     QUICK_RETRY_DELAYS none, takes the credential's ~3 s of bounded retries): invocations do not raise
     (which would spend the queue's max delivery count of 3 on redeliveries) but schedule retry copies; once
     the endpoint is back every job is deleted, nothing is dead-lettered, no record is written."""
@@ -161,7 +162,7 @@ def test_identity_endpoint_down_for_a_while_then_back(deployment: Deployment) ->
     batch.configure(deleteDelayMs=60_000)
     jobs = [f"token-{n}" for n in range(5)]
     batch.add_jobs(jobs)
-    deployment.identity.control.add_fault(status=503, times=None, for_seconds=4)
+    deployment.identity.control.add_fault(status=503, times=None, for_seconds=6)
     deployment.send_all(*({"jobId": job} for job in jobs))
     final = final_outcomes(deployment, len(jobs), timeout=60)
     assert {job: o["outcome"] for job, o in final.items()} == dict.fromkeys(jobs, "Deleted")
