@@ -152,8 +152,8 @@ async def test_a_failed_shared_request_fails_every_waiter_at_once(identity_endpo
 
 
 async def test_the_credential_gives_up_after_its_bounded_retries(identity_endpoint: IdentityHandle) -> None:
-    """A 503 every time: the credential tries retry_total + 1 times, then fails (its default would retry
-    for ~50 s, holding every invocation); the next call makes a new request."""
+    """A 503 every time: the credential tries retry_total + 1 times, then fails; the next call makes a new
+    request."""
     identity_endpoint.control.add_fault(status=503, times=None)
     token = BatchToken(managed_identity_credential(None))
     try:
