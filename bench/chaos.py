@@ -1,8 +1,9 @@
 """Chaos run: N deletion messages through the Service Bus emulator, the local host and the Batch emulator,
 with faults injected at random (seeded), then an accounting over every message id.
 
-Faults: Batch answers 429 with Retry-After, 503 or 500, drops the connection (sometimes after deleting),
-times out or answers slowly (per job, for a few requests each; a few jobs fail for good); the identity
+Faults: Batch answers 429 with Retry-After, 503 or 500, 403 (a role assignment still applying), drops the
+connection (sometimes after deleting), times out, holds the request past the invocation's deadline or
+answers slowly (per job, for a few requests each; a few jobs fail for good); the identity
 endpoint fails (500/503, dropped, slow) at random moments and right before each host restart; both
 queues refuse incoming messages at random (``rejectSendRate``), so failure records and retry copies fail
 to send; every client connection to Service Bus is dropped (SIGUSR1); and the host is killed (SIGKILL)
@@ -78,6 +79,7 @@ class ChaosOptions:
     token_lifetime: int = 45  # seconds: tokens are refreshed (30 s after the last request) during the run
     retry_delays: str = "1,1,2"
     quick_retry_delays: str = "0.05,0.1,0.2"
+    invocation_deadline: float = 20.0  # a 'held' request is cut off at 15 s (a quarter is kept for the send)
     deadline: float = 600.0  # seconds for the whole run to quiesce
 
 
@@ -105,6 +107,10 @@ def _batch_faults(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
         ("429 + Retry-After", lambda: {"status": 429, "code": "TooManyRequests", "retryAfter": "1"}),
         ("503", lambda: {"status": 503, "code": "ServerBusy", "times": rng.randint(1, 5)}),
         ("500", lambda: {"status": 500, "code": "InternalError", "times": rng.randint(1, 2)}),
+        (
+            "403 while a role applies",
+            lambda: {"status": 403, "code": "AuthorizationFailure", "times": rng.randint(1, 2)},
+        ),
         ("dropped connection", lambda: {"drop": True, "times": rng.randint(1, 2)}),
         ("dropped after deleting", lambda: {"drop": True, "apply": True}),
         ("slow answer", lambda: {"latencyMs": rng.randint(200, 1500), "times": rng.randint(1, 3)}),
@@ -116,6 +122,8 @@ def _batch_faults(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
         return [("503 for good", {"status": 503, "code": "ServerBusy", "times": None})]
     if roll < 0.48:  # the message says timeOut=1: the client gives up after 11 s, Batch answers later
         return [("timeout", {"latencyMs": 11_500})]
+    if roll < 0.49:  # held far past the client's timeout: INVOCATION_DEADLINE cuts the attempt off
+        return [("held past the deadline", {"latencyMs": 60_000})]
     count = 1 if roll < 0.85 else 2
     return [(name, make()) for name, make in rng.sample(menu, count)]
 
@@ -217,6 +225,7 @@ class Deployment:
             "IDENTITY_HEADER": IDENTITY_SECRET,
             "RETRY_DELAYS": options.retry_delays,
             "QUICK_RETRY_DELAYS": options.quick_retry_delays,
+            "INVOCATION_DEADLINE": str(options.invocation_deadline),
         }
         self.log_files: list[Path] = []
         self.host_counters: Counter[str] = Counter()  # summed over the hosts that were stopped

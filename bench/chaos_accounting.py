@@ -13,7 +13,9 @@ Per message id (a retry copy counts for the first message: ``originalMessageId``
 A broker dead letter (``MaxDeliveryCountExceeded``: the message failed ``maxDeliveryCount`` deliveries in
 a row, and the broker forwarded it to the failure queue) is also visible to an operator there, so it
 counts as that message's one record, of any kind; it is counted apart. Anything else is a finding: a
-message with no trace is lost; two records for one message are duplicates.
+message with no trace is lost; the same record twice is a duplicate; two records with different ids for one
+request are split records (contract section 5 names every record of a request `<originalMessageId>:failed`,
+so a message that came back after its retry copy was sent, and the copy, cannot leave two).
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ class Accounting:
     connection_drops: int
     lost: list[str]
     duplicate_records: list[str]
-    split_records: list[str]  # one request, one record per delivered message (contract section 5 ids)
+    split_records: list[str]  # one request, two records with different ids (contract v1's ids did this)
     wrong_reason: list[str]
     protected_deleted: list[str]
     invalid_sent_to_batch: list[str]
@@ -168,6 +170,7 @@ class Accounting:
         return self.quiesced and not (
             self.lost
             or self.duplicate_records
+            or self.split_records
             or self.wrong_reason
             or self.protected_deleted
             or self.invalid_sent_to_batch
@@ -199,9 +202,8 @@ class Accounting:
             f"hosts' counters         {counts(self.host)}",
             f"lost                    {listed(self.lost)}",
             f"duplicate records       {listed(self.duplicate_records)}",
-            f"split records           {listed(self.split_records)} (requests with one record per delivered"
-            " message: a message that came back after its retry copy was sent, and the copy; contract"
-            " section 5 ids)",
+            f"split records           {listed(self.split_records)} (requests with two records of different"
+            " ids; every record is named <originalMessageId>:failed, so none is expected)",
             f"wrong reason            {listed(self.wrong_reason)}",
             f"protected deleted       {listed(self.protected_deleted)}",
             f"invalid sent to Batch   {listed(self.invalid_sent_to_batch)}",
@@ -221,9 +223,9 @@ def _judge_several(expected: Expected, records: list[Record]) -> tuple[str, str]
         return "more than one record", "duplicate"
     if any(record.reason not in ALLOWED_REASONS[expected.kind] for record in records):
         return "more than one record", "wrong reason"
-    # Contract section 5 names a record after the delivered message: a message that came back after its
-    # retry copy was sent, and the copy, can each fail for good (two ids, two right records).
-    return f"{len(records)} records, one per delivered message", "split"
+    # Every record of one request is named `<originalMessageId>:failed` (contract section 5), so two ids
+    # mean two deliveries of one request each left a record that duplicate detection could not merge.
+    return f"{len(records)} records with different ids", "split"
 
 
 def judge(
@@ -254,8 +256,8 @@ def _abandon_cause(text: str, failure_queue: str, deletion_queue: str) -> str:
             return "failure-record send refused"
         if f"'{deletion_queue}'" in error:
             return "retry-copy send refused"
-    if kind in ("ClientAuthenticationError", "CredentialUnavailableError"):
-        return "no token (identity endpoint failed)"
+    if kind == "SendTimeoutError":  # INVOCATION_DEADLINE left no time for the send
+        return "send cut off by the deadline"
     return kind
 
 

@@ -11,8 +11,12 @@ from enum import StrEnum
 
 from shared.batch_client import BatchResponse
 from shared.batch_errors import BatchTransportError
+from shared.identity import TokenUnavailableError
 
-__all__ = ["RULES", "Action", "Outcome", "Verdict", "decide"]
+__all__ = ["NO_ANSWER", "NO_TOKEN", "RULES", "Action", "Answer", "Outcome", "Verdict", "decide"]
+
+# What one attempt ends with: Batch's answer, no answer at all, or no token to ask with.
+Answer = BatchResponse | BatchTransportError | TokenUnavailableError
 
 
 class Outcome(StrEnum):
@@ -31,6 +35,9 @@ class Action(StrEnum):
     COMPLETE = "complete"  # done: the message completes, nothing else is sent
     RECORD = "record"  # a failure record first, then the message completes
     RETRY = "retry"  # transient: quick retries, then a delayed retry copy (or RetriesExhausted)
+    DELAY = (
+        "delay"  # not now, maybe later: a delayed retry copy at once (or RetriesExhausted), no quick retries
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,10 @@ class Rule:
 
 _DONE = Action.COMPLETE
 _TRANSIENT = Verdict(Outcome.RETRY_SCHEDULED, Action.RETRY)
+# Batch checks its data-plane RBAC per request, and a new role assignment takes up to ~10 minutes to apply
+# (Functions docs, "Configure identity-based connections"): a 403 right after a deployment turns into a 202
+# with the same token. Seconds of quick retries would not outlast that; the delayed schedule does.
+_NOT_YET_AUTHORIZED = Verdict(Outcome.RETRY_SCHEDULED, Action.DELAY)
 
 RULES: tuple[Rule, ...] = (
     Rule((200, 299), None, Verdict(Outcome.DELETED, _DONE)),
@@ -64,18 +75,24 @@ RULES: tuple[Rule, ...] = (
     Rule((429, 429), None, _TRANSIENT),
     Rule((500, 599), None, _TRANSIENT),
     Rule((409, 409), "JobBeingTerminated", _TRANSIENT),
-    # Everything else: 3xx (never followed), 401, 400, 403, other 404/409, 413, ...
+    Rule((403, 403), None, _NOT_YET_AUTHORIZED),
+    # Everything else: 3xx (never followed), 401, 400, other 404/409, 413, ...
     Rule((100, 999), None, Verdict(Outcome.BATCH_REJECTED, Action.RECORD)),
 )
 
-# No answer at all (connection refused or dropped, timeout): transient.
+# No answer at all (connection refused or dropped, timeout, the invocation's deadline): transient.
 NO_ANSWER = _TRANSIENT
+# No token: the identity endpoint failed after the credential's own bounded retries (contract section 3,
+# step 2): transient, handled like a 503.
+NO_TOKEN = _TRANSIENT
 
 
-def decide(answer: BatchResponse | BatchTransportError) -> Verdict:
+def decide(answer: Answer) -> Verdict:
     """The verdict for one Batch answer, or for none."""
     if isinstance(answer, BatchTransportError):
         return NO_ANSWER
+    if isinstance(answer, TokenUnavailableError):
+        return NO_TOKEN
     for rule in RULES:
         if rule.matches(answer.status, answer.error_code):
             return rule.verdict

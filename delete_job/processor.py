@@ -3,6 +3,14 @@
 I/O lives here and only here; what it means is decided by `decision`, `retry` and `records`. A failure
 record or a retry copy is sent before `process()` returns, so the host completes the message only after
 Service Bus took it; if the send fails, `process()` raises and the host abandons the message.
+
+Every await is bounded by `INVOCATION_DEADLINE` (contract section 3, "A deadline, not the host's timeout"):
+the host answers its own `functionTimeout` by restarting the whole worker, abandoning every message in
+flight (azure-functions-host, `WebScriptHostExceptionHandler.OnTimeoutExceptionAsync`), so no invocation may
+come near it. The token request and each Batch attempt get what is left of the deadline less a reserve
+for the one send that may follow; a Batch attempt cut off there is a timeout (transient), and when no
+time is left for another attempt the message takes the delayed-retry path. A send gets all that is left;
+if that is not enough it raises.
 """
 
 from __future__ import annotations
@@ -17,17 +25,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from delete_job.decision import Action, Outcome, decide
+from delete_job.decision import Action, Answer, Outcome, decide
 from delete_job.records import Received, describe_failure, failure_record, redact, retry_copy
 from delete_job.request import DeletionRequest, InvalidMessageError, parse_request
 from delete_job.retry import QuickRetryPolicy, delayed_retry_delay
 from shared.batch_client import BatchClient, BatchResponse, DeleteJobOptions
 from shared.batch_errors import BatchTransportError, InvalidRequestError
-from shared.identity import BatchToken, create_credential
+from shared.identity import BatchToken, TokenUnavailableError, create_credential
 from shared.servicebus import OutgoingMessage, QueueSender
 from shared.settings import Settings
 
 __all__ = ["Processor", "Result", "one_line"]
+
+# Of the invocation's deadline, this share (at most _MAX_SEND_RESERVE seconds) is kept for the one send
+# (failure record or retry copy) that may follow the Batch attempts. With the default 120 s: Batch and the
+# token get 90 s, which the quick retries' 30 s budget plus one 40 s read timeout fit into.
+_SEND_RESERVE_SHARE = 0.25
+_MAX_SEND_RESERVE = 30.0
+# A quick retry is only made if at least this much (or a tenth of the deadline) is left for it.
+_MIN_ATTEMPT_SECONDS = 5.0
+
+TokenGetter = Callable[[], Awaitable[str]]
 
 # C0 and C1 controls, DEL and the Unicode line/paragraph separators: what a text log would split on or show.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -55,7 +73,21 @@ _LEVELS = {
 
 
 class Sender(Protocol):
-    async def send(self, queue: str, message: OutgoingMessage) -> None: ...
+    async def send(self, queue: str, message: OutgoingMessage, *, within: float | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """When this invocation must be done (monotonic seconds), and when its Batch attempts must be."""
+
+    ends: float
+    batch_ends: float
+    min_attempt: float
+
+    @classmethod
+    def starting(cls, started: float, deadline: float) -> _Budget:
+        reserve = min(_MAX_SEND_RESERVE, deadline * _SEND_RESERVE_SHARE)
+        return cls(started + deadline, started + deadline - reserve, min(_MIN_ATTEMPT_SECONDS, deadline / 10))
 
 
 @dataclass
@@ -71,7 +103,7 @@ class Result:
     client_request_id: str | None = None
     attempts: int = 0
 
-    def note(self, answer: BatchResponse | BatchTransportError) -> None:
+    def note(self, answer: Answer) -> None:
         if isinstance(answer, BatchResponse):
             self.http_status = answer.status
             self.batch_error_code = answer.error_code
@@ -90,6 +122,7 @@ class Processor:
         *,
         batch_client: Callable[[str], BatchClient],
         sender: Callable[[], Sender],
+        token: TokenGetter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -100,6 +133,7 @@ class Processor:
         self._close = close
         self._batch_client = batch_client
         self._sender = sender  # called only when something must be sent: the happy path never is
+        self._token = token  # asked before each Batch attempt, so that its wait is bounded on its own
         self._sleep = sleep
         self._monotonic = monotonic
         self._now = now
@@ -132,7 +166,7 @@ class Processor:
                 await queue_sender.close()
             await token.close()
 
-        return cls(settings, batch_client=batch_client, sender=sender, close=close)
+        return cls(settings, batch_client=batch_client, sender=sender, token=token, close=close)
 
     async def close(self) -> None:
         """Close the connections the processor opened (tests, shutdown)."""
@@ -152,6 +186,7 @@ class Processor:
         return result
 
     async def _process(self, received: Received, result: Result, started: float) -> None:
+        budget = _Budget.starting(started, self._settings.invocation_deadline)
         try:
             request = parse_request(received.body)
             result.job_id, result.account = request.job_id, request.account
@@ -167,28 +202,31 @@ class Processor:
             options = request.options()
         except InvalidMessageError as exc:
             result.job_id, result.account = exc.job_id, exc.account
-            await self._invalid(received, result, exc.description)
+            await self._invalid(received, result, exc.description, budget)
             return
         try:
-            answer = await self._delete_with_quick_retries(endpoint, request, options, result, started)
+            answer = await self._delete_with_quick_retries(
+                endpoint, request, options, result, started, budget=budget
+            )
         except InvalidRequestError as exc:  # the client's own last check; the model should catch it first
-            await self._invalid(received, result, str(exc))
+            await self._invalid(received, result, str(exc), budget)
             return
         verdict = decide(answer)
         result.outcome = verdict.outcome
         if verdict.action is Action.COMPLETE:
             return
         if verdict.action is Action.RECORD:
-            await self._record(received, result, request, answer, verdict.outcome)
+            await self._record(received, result, request, answer, verdict.outcome, budget=budget)
             return
+        # RETRY or DELAY: a delayed retry copy, or the end of the schedule.
         retry_after = answer.retry_after if isinstance(answer, BatchResponse) else None
         delay = delayed_retry_delay(received.retry_attempt, self._settings.retry_delays, retry_after)
         if delay is None:
             result.outcome = Outcome.RETRIES_EXHAUSTED
-            await self._record(received, result, request, answer, Outcome.RETRIES_EXHAUSTED)
+            await self._record(received, result, request, answer, Outcome.RETRIES_EXHAUSTED, budget=budget)
             return
         copy = retry_copy(received=received, delay=delay, now=self._now())
-        await self._sender().send(self._settings.deletion_queue, copy)
+        await self._send(self._settings.deletion_queue, copy, budget)
 
     async def _delete_with_quick_retries(
         self,
@@ -197,25 +235,61 @@ class Processor:
         options: DeleteJobOptions,
         result: Result,
         started: float,
-    ) -> BatchResponse | BatchTransportError:
+        *,
+        budget: _Budget,
+    ) -> Answer:
         client = self._batch_client(endpoint)
+        retries = 0
         while True:
-            result.attempts += 1
-            try:
-                answer: BatchResponse | BatchTransportError = await client.delete_job(request.job_id, options)
-            except BatchTransportError as exc:
-                answer = exc
+            answer = await self._attempt(client, request, options, result, budget)
             result.note(answer)
             if decide(answer).action is not Action.RETRY:
                 return answer
             retry_after = answer.retry_after if isinstance(answer, BatchResponse) else None
-            elapsed = self._monotonic() - started
-            delay = self._policy.next_delay(result.attempts - 1, elapsed, retry_after, self._rand())
-            if delay is None:
-                return answer
+            now = self._monotonic()
+            delay = self._policy.next_delay(retries, now - started, retry_after, self._rand())
+            if delay is None or now + delay + budget.min_attempt > budget.batch_ends:
+                return answer  # no quick retry (or no time for one): the delayed-retry path
             await self._sleep(delay)
+            retries += 1
 
-    async def _invalid(self, received: Received, result: Result, problem: str) -> None:
+    async def _attempt(
+        self,
+        client: BatchClient,
+        request: DeletionRequest,
+        options: DeleteJobOptions,
+        result: Result,
+        budget: _Budget,
+    ) -> Answer:
+        """One try: a token (cached, or one request shared with every caller), then one Batch request,
+        both cut off where the invocation's Batch time ends (one timer: this is the hot path)."""
+        left = budget.batch_ends - self._monotonic()
+        asking_batch = False
+        try:
+            async with asyncio.timeout(max(left, 0.0)) as limit:
+                if self._token is not None:
+                    await self._token()  # so that a wait for the token is told apart from Batch's
+                asking_batch = True
+                result.attempts += 1
+                return await client.delete_job(request.job_id, options)
+        except (BatchTransportError, TokenUnavailableError) as exc:
+            return exc
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            if not asking_batch:
+                return TokenUnavailableError(
+                    f"the token request did not finish in the {left:.1f} s left by INVOCATION_DEADLINE"
+                )
+            return BatchTransportError(
+                "timeout", f"no answer in the {left:.1f} s left by INVOCATION_DEADLINE"
+            )
+
+    async def _send(self, queue: str, message: OutgoingMessage, budget: _Budget) -> None:
+        """Send, with whatever time the invocation has left; raises if that is not enough."""
+        await self._sender().send(queue, message, within=budget.ends - self._monotonic())
+
+    async def _invalid(self, received: Received, result: Result, problem: str, budget: _Budget) -> None:
         result.outcome = Outcome.INVALID_MESSAGE
         description = (
             f"The message is not a valid deletion request: {problem}. Nothing was sent to Batch; fix the"
@@ -229,15 +303,17 @@ class Processor:
             job_id=result.job_id,
             account=result.account,
         )
-        await self._sender().send(self._settings.dead_letter_queue, record)
+        await self._send(self._settings.dead_letter_queue, record, budget)
 
     async def _record(
         self,
         received: Received,
         result: Result,
         request: DeletionRequest,
-        answer: BatchResponse | BatchTransportError,
+        answer: Answer,
         reason: Outcome,
+        *,
+        budget: _Budget,
     ) -> None:
         record = failure_record(
             reason=reason,
@@ -250,7 +326,7 @@ class Processor:
             answer=answer,
             client_request_id=request.client_request_id,
         )
-        await self._sender().send(self._settings.dead_letter_queue, record)
+        await self._send(self._settings.dead_letter_queue, record, budget)
 
     def _log(self, received: Received, result: Result, started: float, error: str | None) -> None:
         fields: dict[str, Any] = {

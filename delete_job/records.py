@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from delete_job.decision import Outcome
+from delete_job.decision import Answer, Outcome
 from shared.batch_client import BatchResponse
 from shared.batch_errors import BatchTransportError
+from shared.identity import TokenUnavailableError
 from shared.servicebus import OutgoingMessage
 
 __all__ = ["Received", "describe_failure", "failure_record", "redact", "retry_copy"]
@@ -141,11 +142,11 @@ def failure_record(
     job_id: str | None = None,
     account: str | None = None,
     attempts: int = 0,
-    answer: BatchResponse | BatchTransportError | None = None,
+    answer: Answer | None = None,
     client_request_id: str | None = None,
 ) -> OutgoingMessage:
-    """The record for DEAD_LETTER_QUEUE; its id is deterministic so a second record for the same delivered
-    message is dropped."""
+    """The record for DEAD_LETTER_QUEUE; its id is `<originalMessageId>:failed`, so a second record for the
+    same request (a redelivery, a retry copy) is dropped by the queue's duplicate detection."""
     response = answer if isinstance(answer, BatchResponse) else None
     body = {
         "reason": str(reason),
@@ -174,10 +175,10 @@ def failure_record(
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return OutgoingMessage(
         body=text.encode("utf-8", errors="replace"),  # a lone surrogate cannot stop a record
-        # Contract section 5: the delivered message's id. A message whose completion failed after its retry
-        # copy was sent comes back, so it and its copy can each end in a record (two ids, two records): the
-        # chaos run counts these; `<originalMessageId>:failed` would keep one, but the contract fixes the id.
-        message_id=f"{received.message_id}:failed",
+        # Contract section 5: named after the request, not the delivery. A message whose completion failed
+        # after its retry copy was sent comes back, and it and its copy can both fail for good: one id, so
+        # the failure queue's duplicate detection keeps one record per request.
+        message_id=f"{received.original_message_id}:failed",
         content_type="application/json",
         correlation_id=received.correlation_id or received.message_id,
         subject=str(reason),
@@ -203,16 +204,26 @@ def retry_copy(*, received: Received, delay: float, now: datetime) -> OutgoingMe
     )
 
 
-_HINTS = {
-    Outcome.PRECONDITION_FAILED: (
-        "The job changed since the producer looked: check its current ETag / Last-Modified, then replay"
-        " with updated preconditions (or without them) if it should still be deleted."
-    ),
-    Outcome.RETRIES_EXHAUSTED: (
-        "Batch kept failing transiently through every delayed retry: check the account's health and"
-        " throttling, then replay."
-    ),
-}
+_PRECONDITION_HINT = (
+    "The job changed since the producer looked: check its current ETag / Last-Modified, then replay"
+    " with updated preconditions (or without them) if it should still be deleted."
+)
+_TRANSIENT_HINT = (
+    "Batch kept failing transiently through every delayed retry: check the account's health and"
+    " throttling, then replay."
+)
+_ROLE_HINT = (
+    "Check that the function's managed identity has the Azure Batch Job Submitter role on the"
+    " account and that the account is enabled, then replay."
+)
+_NOT_YET_AUTHORIZED_HINT = (
+    "Batch answered 403 through every delayed retry, longer than a new role assignment takes to apply"
+    " (up to about 10 minutes). " + _ROLE_HINT
+)
+_IDENTITY_HINT = (
+    "The function's managed identity got no token for Batch through every delayed retry: check the"
+    " identity assigned to the app (AZURE_CLIENT_ID) and the platform's identity endpoint, then replay."
+)
 
 
 def _status_hint(status: int, location: str | None) -> str:
@@ -222,19 +233,27 @@ def _status_hint(status: int, location: str | None) -> str:
             " followed, so the token stayed here. Check BATCH_ENDPOINT / BATCH_ACCOUNTS."
         )
     if status in (401, 403):
-        return (
-            "Check that the function's managed identity has the Azure Batch Job Submitter role on the"
-            " account and that the account is enabled, then replay."
-        )
+        return _ROLE_HINT
     return "Fix the cause Batch names, then replay."
 
 
-def describe_failure(
-    outcome: Outcome, job_id: str | None, answer: BatchResponse | BatchTransportError | None, retries: int = 0
-) -> str:
-    """One line a person can act on: what Batch said, and what to do about it."""
+def _hint(outcome: Outcome, answer: Answer | None) -> str:
+    status = answer.status if isinstance(answer, BatchResponse) else 0
+    if outcome == Outcome.PRECONDITION_FAILED:
+        return _PRECONDITION_HINT
+    if outcome == Outcome.RETRIES_EXHAUSTED:
+        if isinstance(answer, TokenUnavailableError):
+            return _IDENTITY_HINT
+        return _NOT_YET_AUTHORIZED_HINT if status == 403 else _TRANSIENT_HINT
+    return _status_hint(status, answer.location if isinstance(answer, BatchResponse) else None)
+
+
+def describe_failure(outcome: Outcome, job_id: str | None, answer: Answer | None, retries: int = 0) -> str:
+    """One line a person can act on: what Batch said (or why it was not asked), and what to do."""
     if isinstance(answer, BatchTransportError):
         said = f"no answer ({answer.kind}: {answer})"
+    elif isinstance(answer, TokenUnavailableError):
+        said = f"no token from the managed identity endpoint ({answer})"
     elif answer is None:
         said = "no answer"
     else:
@@ -256,8 +275,4 @@ def describe_failure(
         head = f"Batch did not delete {job}: a precondition did not hold; {said}."
     else:
         head = f"Batch refused to delete {job}: {said}."
-    status = answer.status if isinstance(answer, BatchResponse) else 0
-    hint = _HINTS.get(outcome) or _status_hint(
-        status, answer.location if isinstance(answer, BatchResponse) else None
-    )
-    return redact(" ".join(f"{head} {hint}".split()))
+    return redact(" ".join(f"{head} {_hint(outcome, answer)}".split()))

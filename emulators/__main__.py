@@ -24,8 +24,10 @@ from urllib.parse import urlsplit
 from emulators._launch import RunningProcess, start
 from emulators.host._config import apply_local_settings
 
-# Longer than the longest delayed retry (RETRY_DELAYS default ends at 4 h), as the deployment sets.
+# As the deployment sets them: the failure queue's is longer than the longest delayed retry (RETRY_DELAYS
+# default ends at 4 h); the deletion queue's drops a retry copy sent twice (infra/main.bicep, README).
 DUPLICATE_DETECTION_WINDOW = 24 * 3600
+DELETION_DUPLICATE_DETECTION_WINDOW = 600
 
 
 def _port(url: str, free: bool) -> str:
@@ -75,7 +77,8 @@ def start_all(env: dict[str, str], stack: ExitStack, *, free_ports: bool) -> dic
         "--port",
         _port(endpoint, free_ports),
         "--queue",
-        f"{deletion}:lockDuration=60,maxDeliveryCount=10,forwardDeadLetteredMessagesTo={failed}",
+        f"{deletion}:lockDuration=60,maxDeliveryCount=10,forwardDeadLetteredMessagesTo={failed},"
+        f"duplicateDetectionWindow={DELETION_DUPLICATE_DETECTION_WINDOW}",
         "--queue",
         f"{failed}:lockDuration=60,maxDeliveryCount=10,duplicateDetectionWindow={DUPLICATE_DETECTION_WINDOW}",
     )

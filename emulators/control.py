@@ -154,12 +154,17 @@ class IdentityEndpoint(_ControlClient):
         status: int | None = None,
         drop: bool = False,
         latency_ms: float = 0,
+        for_seconds: float | None = None,
     ) -> str:
         """The next ``times`` token requests (None: all) wait ``latency_ms``, then fail with
-        ``status`` or have their connection dropped (or, with neither, are answered normally)."""
+        ``status`` or have their connection dropped (or, with neither, are answered normally).
+        ``for_seconds``: only those within that many seconds of the first one it meets (an outage that
+        ends by itself)."""
         fault: dict[str, Any] = {"times": times, "drop": drop, "latencyMs": latency_ms}
         if status is not None:
             fault["status"] = status
+        if for_seconds is not None:
+            fault["forSeconds"] = for_seconds
         fault_id: str = self._call("POST", "/faults", fault)["id"]
         return fault_id
 

@@ -49,7 +49,9 @@ CASES = [
     Case("a misspelt precondition", {"jobId": "demo-typo", "ifmatch": "0x8D0000000000001"}, "InvalidMessage"),
     Case("throttled once (429, Retry-After 1)", {"jobId": "demo-throttled"}, "Deleted"),
     Case("Batch busy for a while (503)", {"jobId": "demo-busy"}, "Deleted"),
-    Case("no permission on the account (403)", {"jobId": "demo-forbidden"}, "BatchRejected"),
+    Case("a role assignment still applying (403 for 3 s)", {"jobId": "demo-new-role"}, "Deleted"),
+    Case("no permission on the account (403 for good)", {"jobId": "demo-forbidden"}, "RetriesExhausted"),
+    Case("an account that refuses Entra ID (401)", {"jobId": "demo-unauthenticated"}, "BatchRejected"),
 ]
 
 
@@ -61,7 +63,9 @@ def seed(batch: BatchEmulator) -> None:
         "demo-typo",
         "demo-throttled",
         "demo-busy",
+        "demo-new-role",
         "demo-forbidden",
+        "demo-unauthenticated",
     ):
         batch.add_job(job)
     batch.add_job("demo-deleting", state="deleting")
@@ -69,6 +73,14 @@ def seed(batch: BatchEmulator) -> None:
     # Three answers of 503: the first attempt and both quick retries, so a delayed retry copy takes over.
     batch.add_fault(match={"jobId": "demo-busy"}, status=503, code="ServerBusy", times=3)
     batch.add_fault(match={"jobId": "demo-forbidden"}, status=403, code="AuthorizationFailure", times=None)
+    batch.add_fault(
+        match={"jobId": "demo-unauthenticated"}, status=401, code="AuthenticationFailed", times=None
+    )
+    # 403 for 3 s from the first request, as Batch answers until a new role assignment applies (minutes, in
+    # Azure): the request waits for it on delayed retries (RETRY_DELAYS 2,2 here) and then deletes.
+    batch.add_fault(
+        match={"jobId": "demo-new-role"}, status=403, code="AuthorizationFailure", times=None, forSeconds=3
+    )
 
 
 def outcomes(log_file: Path) -> list[dict[str, Any]]:
@@ -135,7 +147,7 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
                 break
             time.sleep(0.1)
         failed = 0
-        print(f"{'request':38} {'job':18} what happened", file=out)
+        print(f"{'request':46} {'job':20} what happened", file=out)
         for message_id, case in ids.items():
             steps = story.get(message_id, [])
             path = (
@@ -153,7 +165,7 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
             ok = bool(steps) and steps[-1]["outcome"] == case.final
             failed += not ok
             expected = "" if ok else f"   <-- expected {case.final}"
-            print(f"{case.title:38} {case.body['jobId']:18} {path}{expected}", file=out)
+            print(f"{case.title:46} {case.body['jobId']:20} {path}{expected}", file=out)
         print("\nThe dead-letter queue, as an operator sees it:", file=out)
         out.flush()
         cli = subprocess.run(

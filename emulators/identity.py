@@ -6,7 +6,9 @@ with header ``X-IDENTITY-HEADER: {IDENTITY_HEADER}``. Tokens are unsigned JWTs (
 claims look like Entra ID's; the Batch emulator checks their audience and expiry.
 
 Run: ``python -m emulators.identity --port 0 [--secret S] [--client-id GUID ...]``. Control API
-under ``/_emulator/``: ``stats``, ``faults``, ``config``, ``reset``, ``health``.
+under ``/_emulator/``: ``stats``, ``faults``, ``config``, ``reset``, ``health``. A fault applies to the
+next ``times`` token requests, and with ``forSeconds`` only to those within that many seconds of the first
+one it met (an outage that ends by itself, as a platform's identity endpoint does).
 """
 
 from __future__ import annotations
@@ -84,6 +86,17 @@ class _Fault:
     status: int | None
     drop: bool
     latency: float
+    seconds: float | None = None  # forSeconds
+    until: float | None = None  # time.monotonic() after which the fault no longer applies (set on first use)
+
+    def applies(self) -> bool:
+        return self.remaining != 0 and (self.until is None or time.monotonic() < self.until)
+
+    def take(self) -> None:
+        if self.remaining is not None:
+            self.remaining -= 1
+        if self.seconds is not None and self.until is None:
+            self.until = time.monotonic() + self.seconds  # the window starts with its first request
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,8 +109,8 @@ class _Fault:
 
 
 def _parse_fault(spec: Any) -> _Fault:
-    if not isinstance(spec, dict) or set(spec) - {"times", "status", "drop", "latencyMs"}:
-        raise ValueError('a fault is {"times", "status", "drop", "latencyMs"}')
+    if not isinstance(spec, dict) or set(spec) - {"times", "status", "drop", "latencyMs", "forSeconds"}:
+        raise ValueError('a fault is {"times", "status", "drop", "latencyMs", "forSeconds"}')
     times = spec.get("times", 1)
     if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
         raise ValueError("times must be a positive integer or null (unlimited)")
@@ -112,7 +125,12 @@ def _parse_fault(spec: Any) -> _Fault:
     latency = spec.get("latencyMs", 0)
     if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
         raise ValueError("latencyMs must be a non-negative number")
-    return _Fault(f"fault-{next(_fault_ids)}", times, status, drop, latency / 1000)
+    seconds = spec.get("forSeconds")
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+    ):
+        raise ValueError("forSeconds must be a positive number")
+    return _Fault(f"fault-{next(_fault_ids)}", times, status, drop, latency / 1000, seconds)
 
 
 class IdentityEndpoint:
@@ -158,9 +176,9 @@ class IdentityEndpoint:
         query = request.query
         self.stats["byResource"][query.get("resource", "")] += 1
         self.stats["byClientId"][query.get("client_id", SYSTEM_ASSIGNED)] += 1
-        fault = next((f for f in self.faults if f.remaining != 0), None)
-        if fault is not None and fault.remaining is not None:
-            fault.remaining -= 1
+        fault = next((f for f in self.faults if f.applies()), None)
+        if fault is not None:
+            fault.take()
         if fault is not None and fault.latency > 0:
             await asyncio.sleep(fault.latency)
         if fault is not None and fault.drop:

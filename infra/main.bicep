@@ -29,8 +29,14 @@ param deadLetterQueueName string = 'batch-job-deletions-failed'
 @description('Delayed-retry schedule in seconds, comma-separated (RETRY_DELAYS).')
 param retryDelays string = '60,300,900,3600,14400'
 
+@description('Seconds one invocation may take (INVOCATION_DEADLINE): at most half of host.json functionTimeout (5 min), since the host restarts the whole worker on that timeout.')
+param invocationDeadline string = '120'
+
 @description('How long the failure queue remembers message ids (ISO 8601, at most P7D). Must exceed the longest RETRY_DELAYS step, so that one request never leaves two records.')
 param failureQueueDuplicateWindow string = 'P1D'
+
+@description('How long the deletion queue remembers message ids (ISO 8601): a resent request or retry copy within it is dropped. Longer than the queue lock (a message that comes back sends its copy again), short enough that a producer may reuse an id later.')
+param deletionQueueDuplicateWindow string = 'PT10M'
 
 @minValue(1)
 @maxValue(1000)
@@ -110,6 +116,7 @@ module serviceBus 'app/servicebus.bicep' = {
     deletionQueueName: deletionQueueName
     deadLetterQueueName: deadLetterQueueName
     failureQueueDuplicateWindow: failureQueueDuplicateWindow
+    deletionQueueDuplicateWindow: deletionQueueDuplicateWindow
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
@@ -117,9 +124,10 @@ module serviceBus 'app/servicebus.bicep' = {
 }
 
 // One deployment into each Batch account's own resource group (and subscription): the role assignment
-// lives on the account, and the account's endpoint is read from it.
+// lives on the account, and the account's endpoint is read from it. Deployment names are per resource group:
+// the token keeps two environments granting on one Batch account from overwriting each other's deployment.
 module batchAccess 'app/batch-access.bicep' = [for (id, i) in batchAccountIdList: {
-  name: 'batch-access-${i}'
+  name: 'batch-access-${resourceToken}-${i}'
   scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
   params: {
     accountName: last(split(id, '/'))
@@ -146,6 +154,7 @@ module functionApp 'app/function-app.bicep' = {
     batchAccountNames: [for id in batchAccountIdList: last(split(id, '/'))]
     batchEndpoints: [for i in range(0, length(batchAccountIdList)): batchAccess[i].outputs.endpoint]
     retryDelays: retryDelays
+    invocationDeadline: invocationDeadline
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }

@@ -2,7 +2,9 @@
 first use. azure.servicebus is imported only then, so a process whose messages all succeed never pays
 for it (cold start, memory).
 
-A send either succeeds or raises: the caller must not complete its message until it has returned.
+A send either succeeds or raises: the caller must not complete its message until it has returned. A send
+given `within` seconds raises `SendTimeoutError` when it cannot finish in that time, the wait for the
+queue's send lock and the SDK's own retries included (the invocation's deadline, contract section 3).
 """
 
 from __future__ import annotations
@@ -19,9 +21,33 @@ from shared.settings import ServiceBusConnection
 if TYPE_CHECKING:
     from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
-__all__ = ["MAX_MESSAGE_ID", "OutgoingMessage", "QueueSender", "shorten_message_id"]
+__all__ = [
+    "CLIENT_RETRY_OPTIONS",
+    "MAX_MESSAGE_ID",
+    "OutgoingMessage",
+    "QueueSender",
+    "SendTimeoutError",
+    "shorten_message_id",
+]
 
 MAX_MESSAGE_ID = 128  # Service Bus's limit
+# The SDK retries a failed operation retry_total times, waiting backoff_factor * 2^n (at most backoff_max)
+# seconds between tries (azure-servicebus ServiceBusClient keywords; defaults 3, 0.8, 120). Bounded so that
+# its retries fit inside an invocation; `send_messages(timeout=...)` bounds the whole operation, retries
+# included, and an asyncio timeout around it all bounds what the SDK does not (opening the link, the lock).
+# Measured against the local emulator with stallSendRate=1: with the SDK's defaults and no timeout, a send
+# the namespace never answers was still waiting after 40 s.
+CLIENT_RETRY_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 4,
+    "retry_mode": "exponential",
+}
+
+
+class SendTimeoutError(TimeoutError):
+    """A send that could not finish in the time it was given; the message may or may not have been taken
+    (the caller's message comes back either way, and every message sent has a deterministic id)."""
 
 
 def shorten_message_id(message_id: str) -> str:
@@ -57,21 +83,27 @@ class QueueSender:
         # 20 concurrent first sends -> "Handler failed: 'NoneType' object has no attribute
         # 'client_ready_async'" and the handler shuts down). Sends happen only on failures and retries.
         self._send_locks: dict[str, asyncio.Lock] = {}
+        # Broken senders being closed: in the background, since closing a link the broker stopped answering
+        # can take as long as the SDK's own timeouts, and the send that broke must raise within its time.
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _discard(self, sender: ServiceBusSender) -> None:
+        task = asyncio.ensure_future(_close_quietly(sender))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _make_client(self) -> ServiceBusClient:
         from azure.servicebus.aio import ServiceBusClient  # noqa: PLC0415 - only when needed
 
         if self._connection.connection_string is not None:
-            return ServiceBusClient.from_connection_string(self._connection.connection_string)
-        from azure.identity.aio import ManagedIdentityCredential  # noqa: PLC0415
+            return ServiceBusClient.from_connection_string(
+                self._connection.connection_string, **CLIENT_RETRY_OPTIONS
+            )
+        from shared.identity import managed_identity_credential  # noqa: PLC0415 - azure.identity is lazy
 
-        credential = (
-            ManagedIdentityCredential(client_id=self._client_id)
-            if self._client_id
-            else ManagedIdentityCredential()
-        )
+        credential = managed_identity_credential(self._client_id)
         namespace = self._connection.fully_qualified_namespace or ""  # settings guarantee one form
-        return ServiceBusClient(namespace, credential)
+        return ServiceBusClient(namespace, credential, **CLIENT_RETRY_OPTIONS)
 
     async def _sender(self, queue: str) -> ServiceBusSender:
         sender = self._senders.get(queue)
@@ -84,12 +116,17 @@ class QueueSender:
                     sender = self._client.get_queue_sender(queue)
                     # Open it here, once: concurrent first sends on an unopened sender race to open
                     # the link, and all but one fail.
-                    await sender.__aenter__()
+                    try:
+                        await sender.__aenter__()
+                    except BaseException:  # cut off by a timeout, or failed: not kept half-open
+                        self._discard(sender)
+                        raise
                     self._senders[queue] = sender
         return sender
 
-    async def send(self, queue: str, message: OutgoingMessage) -> None:
-        """Send one message (scheduled if it says so). Raises if Service Bus did not take it."""
+    async def send(self, queue: str, message: OutgoingMessage, *, within: float | None = None) -> None:
+        """Send one message (scheduled if it says so). Raises if Service Bus did not take it, and
+        `SendTimeoutError` if it could not `within` that many seconds (None: the SDK's own bounds)."""
         from azure.servicebus import ServiceBusMessage  # noqa: PLC0415
 
         properties: dict[str | bytes, Any] = dict(message.application_properties.items())
@@ -102,24 +139,40 @@ class QueueSender:
             application_properties=properties,
             scheduled_enqueue_time_utc=message.scheduled_enqueue_time_utc,
         )
-        async with self._send_locks.setdefault(queue, asyncio.Lock()):
-            await self._send(queue, outgoing)
-
-    async def _send(self, queue: str, outgoing: Any) -> None:
-        sender = await self._sender(queue)
+        if within is not None and within <= 0:
+            raise SendTimeoutError(f"no time left to send to queue {queue!r}")
+        ends = None if within is None else asyncio.get_running_loop().time() + within
         try:
-            await sender.send_messages(outgoing)
+            async with asyncio.timeout_at(ends) as limit:
+                async with self._send_locks.setdefault(queue, asyncio.Lock()):
+                    await self._send(queue, outgoing, ends)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise SendTimeoutError(
+                f"sending to queue {queue!r} did not finish within {within:.1f} s"
+                " (waiting behind other sends and the SDK's retries included)"
+            ) from None
+
+    async def _send(self, queue: str, outgoing: Any, ends: float | None) -> None:
+        sender = await self._sender(queue)
+        left = None if ends is None else ends - asyncio.get_running_loop().time()
+        try:
+            # The SDK's own bound on the whole send, its retries included (it refuses a timeout <= 0).
+            await sender.send_messages(outgoing, timeout=max(left, 0.001) if left is not None else None)
         except BaseException:
             # A broken link is not reused: the next send opens a fresh one.
             if self._senders.get(queue) is sender:
                 del self._senders[queue]
-                await _close_quietly(sender)
+                self._discard(sender)
             raise
 
     async def close(self) -> None:
         senders, self._senders = list(self._senders.values()), {}
         for sender in senders:
             await _close_quietly(sender)
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=10)  # broken links: bounded, they may never answer
         if self._client is not None:
             await self._client.close()
             self._client = None

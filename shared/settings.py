@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_API_VERSION",
+    "DEFAULT_INVOCATION_DEADLINE",
     "DEFAULT_QUICK_RETRY_DELAYS",
     "DEFAULT_RETRY_DELAYS",
     "PLATFORM_SETTING_NAMES",
@@ -31,6 +33,9 @@ __all__ = [
 
 DEFAULT_API_VERSION = "2025-06-01"
 DEFAULT_RETRY_DELAYS: tuple[int, ...] = (60, 300, 900, 3600, 14400)
+# Seconds one invocation may take (contract section 2): at most half of host.json's functionTimeout (5 min),
+# because the host answers that timeout by restarting the whole worker (every message in flight abandoned).
+DEFAULT_INVOCATION_DEADLINE = 120.0
 # Waits between the quick attempts inside one invocation (not in the contract: a tuning knob).
 DEFAULT_QUICK_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
 _MAX_QUICK_DELAY = 10.0
@@ -58,6 +63,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "AZURE_CLIENT_ID",
     "BATCH_API_VERSION",
     "RETRY_DELAYS",
+    "INVOCATION_DEADLINE",
     "QUICK_RETRY_DELAYS",
     "BATCH_CREDENTIAL",
 )
@@ -103,6 +109,7 @@ class Settings:
     retry_delays: tuple[int, ...]
     credential: CredentialKind = "managed-identity"
     quick_retry_delays: tuple[float, ...] = DEFAULT_QUICK_RETRY_DELAYS
+    invocation_deadline: float = DEFAULT_INVOCATION_DEADLINE
 
     def endpoint_for(self, account: str | None) -> str | None:
         """The Batch endpoint for a message's `account` (None = the default), or None if unlisted."""
@@ -238,6 +245,23 @@ def _quick_retry_delays(env: Mapping[str, str]) -> tuple[float, ...]:
     return delays
 
 
+def _invocation_deadline(env: Mapping[str, str]) -> float:
+    raw = _optional(env, "INVOCATION_DEADLINE")
+    if raw is None:
+        return DEFAULT_INVOCATION_DEADLINE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise SettingsError(
+            "INVOCATION_DEADLINE",
+            f"{raw!r} is not a positive number of seconds (e.g. 120; keep it well under host.json's"
+            " functionTimeout)",
+        )
+    return seconds
+
+
 def _service_bus(env: Mapping[str, str]) -> ServiceBusConnection:
     # As in the Functions host: a setting with the connection's own name is a connection string
     # and wins; otherwise the identity-based `__fullyQualifiedNamespace` form is used.
@@ -311,4 +335,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_delays=_retry_delays(env),
         credential=_credential(env),
         quick_retry_delays=_quick_retry_delays(env),
+        invocation_deadline=_invocation_deadline(env),
     )

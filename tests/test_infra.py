@@ -55,6 +55,7 @@ SAMPLE_ONLY_SETTINGS = {
     "IDENTITY_HEADER": "set by the platform in Azure; locally the emulator's secret",
 }
 
+SERVICE_BUS_DATA_OWNER = "090c5cfd-751d-490a-894a-3ce6f1109419"
 # Built-in roles the templates may grant, and the only resource types each may be scoped to.
 # GUIDs checked against Microsoft's built-in roles reference (MicrosoftDocs/azure-docs,
 # articles/role-based-access-control/built-in-roles, and articles/batch/batch-role-based-access-control.md).
@@ -78,6 +79,18 @@ ALLOWED_ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": (
         "Storage Blob Data Owner",
         frozenset({"Microsoft.Storage/storageAccounts"}),
+    ),
+    # The host's diagnostic events go to tables in AzureWebJobsStorage (Microsoft's host storage role table,
+    # MicrosoftDocs/azure-docs includes/functions-azurewebjobsstorage-permissions.md).
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": (
+        "Storage Table Data Contributor",
+        frozenset({"Microsoft.Storage/storageAccounts"}),
+    ),
+    # Manage rights, so that the scale controller can read the deletion queue's message count (target-based
+    # scaling; see the README's "Who may do what"). Only on the queue DELETION_QUEUE names: check_roles.
+    SERVICE_BUS_DATA_OWNER: (
+        "Azure Service Bus Data Owner",
+        frozenset({"Microsoft.ServiceBus/namespaces/queues"}),
     ),
 }
 # Never: keys, connection strings, SAS rules, broad roles by name, custom role definitions.
@@ -362,6 +375,7 @@ def check_queues(root: Path) -> list[str]:
         *_lock_and_deliveries(infra, deletion, failure),
         *_forwarding(deletion, failure),
         *_duplicate_detection(infra, failure),
+        *_deletion_duplicate_detection(infra, deletion),
         *_namespace_tier(deletion),
     ]
 
@@ -405,6 +419,22 @@ def _duplicate_detection(infra: Infra, failure: Queue) -> Iterator[str]:
         )
 
 
+def _deletion_duplicate_detection(infra: Infra, deletion: Queue) -> Iterator[str]:
+    """A retry copy sent twice (its message came back after the copy was sent) must be dropped: the window
+    must outlast the lock, after which such a message comes back."""
+    template, queue = deletion
+    if infra.resolve(template, queue.properties.get("requiresDuplicateDetection", "false")) is not True:
+        yield "the deletion queue has no duplicate detection: a retry copy sent twice is processed twice"
+        return
+    window = seconds(infra.resolve(template, queue.properties["duplicateDetectionHistoryTimeWindow"]))
+    lock = seconds(infra.resolve(template, queue.properties.get("lockDuration", "'PT1M'")))
+    if not lock < window <= MAX_DUPLICATE_WINDOW:
+        yield (
+            f"the deletion queue's duplicate detection window is {window:g} s;"
+            f" it must exceed its lock ({lock:g} s)"
+        )
+
+
 def _namespace_tier(deletion: Queue) -> Iterator[str]:
     template, queue = deletion
     namespace = template.declarations.get(queue.fields.get("parent", ""))
@@ -413,9 +443,11 @@ def _namespace_tier(deletion: Queue) -> Iterator[str]:
 
 
 def check_roles(root: Path) -> list[str]:
-    """Every role assignment grants an allowed role on an allowed kind of resource, nothing broader."""
+    """Every role assignment grants an allowed role on an allowed kind of resource, nothing broader; Data
+    Owner only on the deletion queue."""
     infra = Infra(root)
     problems = []
+    deletion = infra.queue_for_setting("DELETION_QUEUE")
     for name, template in infra.templates.items():
         for guid in sorted({g.lower() for g in _GUID.findall(template.text)} - set(ALLOWED_ROLES)):
             problems.append(f"{name}: {guid} is not an allowed role")
@@ -437,6 +469,11 @@ def check_roles(root: Path) -> list[str]:
                 continue
             role_name, scope_types = ALLOWED_ROLES[role]
             scope = template.declarations.get(assignment.fields.get("scope", ""))
+            if role == SERVICE_BUS_DATA_OWNER and (
+                deletion is None or scope is None or scope.symbol != deletion[1].symbol
+            ):
+                problems.append(f"{where} grants {role_name} beyond the deletion queue")
+                continue
             if scope is None or scope.target not in scope_types:
                 problems.append(
                     f"{where} grants {role_name} on {assignment.fields.get('scope', 'the deployment scope')};"
@@ -631,6 +668,28 @@ MISTAKES = [
         "does not list QUICK_RETRY_DELAYS",
     ),
     ("queues", "infra/main.bicep", "= 'P1D'", "= 'PT1H'", "duplicate detection window is 3600 s"),
+    (
+        "queues",
+        "infra/main.bicep",
+        "= 'PT10M'",
+        "= 'PT30S'",
+        "deletion queue's duplicate detection window is 30 s",
+    ),
+    (
+        "queues",
+        "infra/app/servicebus.bicep",
+        "    requiresDuplicateDetection: true\n"
+        "    duplicateDetectionHistoryTimeWindow: deletionQueueDuplicateWindow",
+        "",
+        "the deletion queue has no duplicate detection",
+    ),
+    (
+        "roles",
+        "infra/app/servicebus.bicep",
+        "  name: guid(deletionQueue.id, appPrincipalId, serviceBusDataOwner)\n  scope: deletionQueue\n",
+        "  name: guid(deletionQueue.id, appPrincipalId, serviceBusDataOwner)\n  scope: failureQueue\n",
+        "appScalesOnDeletions grants Azure Service Bus Data Owner beyond the deletion queue",
+    ),
     (
         "queues",
         "infra/app/servicebus.bicep",

@@ -4,12 +4,15 @@ A fault matches on method, job id (case-insensitive) and path prefix; the first 
 times left applies and is counted down. A fault that only sets ``latencyMs`` delays the request,
 which is then processed normally; any other fault answers in Batch's place (or drops the socket).
 ``raw`` answers with text that need not be HTTP at all (a proxy's banner, half a response), then closes
-the connection; the request log records it as dropped.
+the connection; the request log records it as dropped. ``forSeconds`` limits a fault to the requests that
+arrive within that many seconds of the first one it met (say, a 403 until a new role assignment applies;
+counted from the first request, so that a slow start does not use the window up).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +41,11 @@ _KEYS = frozenset(
         "redirect",
         "apply",
         "raw",
+        "forSeconds",
     }
 )
 _MATCH_KEYS = frozenset({"method", "jobId", "path"})
-_ANSWER_KEYS = _KEYS - {"match", "times", "latencyMs", "apply"}
+_ANSWER_KEYS = _KEYS - {"match", "times", "latencyMs", "apply", "forSeconds"}
 _ids = itertools.count(1)
 
 
@@ -63,9 +67,11 @@ class Fault:
     answers: bool = False
     apply: bool = False
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float | None = None  # forSeconds
+    until: float | None = None  # time.monotonic() after which the fault no longer applies (set on first use)
 
     def matches(self, request: Request) -> bool:
-        if self.remaining == 0:
+        if self.remaining == 0 or (self.until is not None and time.monotonic() >= self.until):
             return False
         if self.method is not None and request.method != self.method:
             return False
@@ -181,6 +187,9 @@ def parse_fault(spec: Any) -> Fault:
         _check_number(times, "times (or null: unlimited)", minimum=1, integer=True)
     latency = spec.get("latencyMs", 0)
     _check_number(latency, "latencyMs", minimum=0, integer=False)
+    seconds = spec.get("forSeconds")
+    if seconds is not None:
+        _check_number(seconds, "forSeconds", minimum=0, integer=False)
     for flag in ("drop", "apply"):
         if not isinstance(spec.get(flag, False), bool):
             raise ValueError(f"{flag} must be a boolean")
@@ -203,6 +212,7 @@ def parse_fault(spec: Any) -> Fault:
         answers=any(spec.get(key) not in (None, False) for key in _ANSWER_KEYS),
         apply=spec.get("apply", False),
         extra_headers=extra_headers,
+        seconds=seconds,
     )
 
 
@@ -223,6 +233,8 @@ class Faults:
             if fault.matches(request):
                 if fault.remaining is not None:
                     fault.remaining -= 1
+                if fault.seconds is not None and fault.until is None:
+                    fault.until = time.monotonic() + fault.seconds  # the window starts with its first request
                 return fault
         return None
 

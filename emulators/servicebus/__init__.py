@@ -13,7 +13,8 @@ I/O), ``_auth`` (SAS tokens and what they grant), ``_management`` (``$cbs`` and 
 ``_links`` (what an attached link is for),
 ``_broker`` (the proton handler), ``_server`` (socket, SASL, the loop, signals).
 
-For fault tests: ``rejectSendRate`` refuses a share of a queue's sends (``_config``, ``_broker``); SIGUSR1
+For fault tests: ``rejectSendRate`` refuses a share of a queue's sends and ``stallSendRate`` leaves a share
+unanswered (``_config``, ``_broker``); SIGUSR1
 drops every connection and ``EMULATOR_CANARY`` watches the received bytes (``_server``).
 """
 

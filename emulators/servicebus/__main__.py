@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         "durations in seconds, defaults as in Azure: lockDuration (60, at most 300), maxDeliveryCount "
         "(10), forwardDeadLetteredMessagesTo, duplicateDetectionWindow (0: off), "
         "defaultMessageTimeToLive (none; caps a message's own); test faults: rejectSendRate (0..1: "
-        "refuse that share of sends), rejectSendSeed",
+        "refuse that share of sends), rejectSendSeed, stallSendRate (0..1: leave that share of sends "
+        "unanswered)",
     )
     parser.add_argument(
         "--config", metavar="FILE.json", help='declare queues from {"queues": [{"name": ..., ...}]}'

@@ -218,6 +218,10 @@ class Broker(Handler):
         role = role_of(link)
         now = now_ms()
         if role is not None and role.kind is Kind.PRODUCER and role.entity is not None:
+            if role.entity.queue.stalls_send():  # a test fault: never answered, never settled, not stored
+                if link.credit < _PRODUCER_CREDIT // 2:
+                    link.flow(_PRODUCER_CREDIT - link.credit)
+                return
             self._enqueue(role.entity, delivery, payload, now)
         elif role is not None:
             self._answer(link, role, payload, now)

@@ -12,7 +12,9 @@ Property names and meanings follow Service Bus's queue description (seconds inst
 
 Not Service Bus properties, faults for tests: ``rejectSendRate`` (0..1, default 0) refuses each transfer a
 client sends to the queue (one message, or one batch as a whole) with that probability, and stores none
-of it; ``rejectSendSeed`` (an integer) makes the sequence of refusals reproducible. See ``_broker``.
+of it; ``rejectSendSeed`` (an integer) makes the sequence of refusals reproducible. ``stallSendRate``
+(0..1, default 0) leaves that share of transfers unanswered for good (no disposition, nothing stored): a
+client's send hangs until its own timeout, as against a namespace that stopped answering. See ``_broker``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class QueueSettings:
     default_message_time_to_live: float | None = None
     reject_send_rate: float = 0.0
     reject_send_seed: int | None = None
+    stall_send_rate: float = 0.0
 
 
 def _positive_seconds(name: str, key: str, value: Any, *, allow_zero: bool = False) -> float:
@@ -83,6 +86,7 @@ def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
         "defaultMessageTimeToLive",
         "rejectSendRate",
         "rejectSendSeed",
+        "stallSendRate",
     }
     if unknown:
         raise ConfigError(f"queue {name!r}: unknown properties {sorted(unknown)}")
@@ -104,6 +108,9 @@ def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
         or not 0 <= reject_rate <= 1  # NaN fails this too
     ):
         raise ConfigError(f"queue {name!r}: rejectSendRate must be a probability from 0 to 1")
+    stall_rate = entry.get("stallSendRate", 0)
+    if isinstance(stall_rate, bool) or not isinstance(stall_rate, int | float) or not 0 <= stall_rate <= 1:
+        raise ConfigError(f"queue {name!r}: stallSendRate must be a probability from 0 to 1")
     reject_seed = entry.get("rejectSendSeed")
     if reject_seed is not None and (isinstance(reject_seed, bool) or not isinstance(reject_seed, int)):
         raise ConfigError(f"queue {name!r}: rejectSendSeed must be an integer")
@@ -120,6 +127,7 @@ def _from_mapping(entry: Mapping[str, Any]) -> QueueSettings:
         ),
         reject_send_rate=float(reject_rate),
         reject_send_seed=reject_seed,
+        stall_send_rate=float(stall_rate),
     )
 
 

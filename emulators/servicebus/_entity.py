@@ -232,11 +232,17 @@ class Queue:
         self._sequence = itertools.count(1)
         self._recent_ids: dict[Any, int] = {}  # message_id -> end of its window (insertion-ordered)
         self._send_faults = random.Random(settings.reject_send_seed)  # a test fault, not cryptography
+        self._stall_faults = random.Random(settings.reject_send_seed)
 
     def refuses_send(self) -> bool:
         """Whether to refuse the transfer just received (``rejectSendRate``); one draw per transfer."""
         rate = self.settings.reject_send_rate
         return rate > 0 and self._send_faults.random() < rate
+
+    def stalls_send(self) -> bool:
+        """Whether to leave the transfer just received unanswered (``stallSendRate``)."""
+        rate = self.settings.stall_send_rate
+        return rate > 0 and self._stall_faults.random() < rate
 
     def next_sequence_number(self) -> int:
         return next(self._sequence)

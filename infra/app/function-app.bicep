@@ -19,6 +19,7 @@ param batchAccountNames array
 @description('Their endpoints (https://...), in the same order.')
 param batchEndpoints array
 param retryDelays string
+param invocationDeadline string
 param batchApiVersion string = '2025-06-01'
 param maximumInstanceCount int
 param instanceMemoryMB int
@@ -118,6 +119,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identityClientId
     BATCH_API_VERSION: batchApiVersion
     RETRY_DELAYS: retryDelays
+    INVOCATION_DEADLINE: invocationDeadline
     // The host's: its storage and its telemetry, both by identity. The Application Insights connection
     // string holds no secret (an ingestion address and the component's id); with local auth off,
     // telemetry is accepted only with the identity's Entra token.

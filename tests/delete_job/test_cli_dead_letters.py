@@ -103,7 +103,7 @@ RECORDS = {
         now=NOW - timedelta(days=3),
     ),
     "m-bad:failed": record(Outcome.INVALID_MESSAGE, "m-bad", b'{"jobId": "x", "ifmatch": "0x1"}'),
-    "m-503:retry5:failed": record(
+    "m-503:failed": record(
         Outcome.RETRIES_EXHAUSTED,
         "m-503:retry5",
         b'{"jobId": "busy-1"}',
@@ -257,7 +257,7 @@ def test_list_filters(dead_letters: DeadLetters) -> None:
         (["--reason", "maxdeliverycountexceeded", "--reason", "Unreadable"], {BROKER_ID, UNREADABLE_ID}),
         (["--code", "ConditionNotMet"], {"m-412:failed"}),
         (["--code", "403"], {"m-403:failed"}),
-        (["--job", "BUSY-1"], {"m-503:retry5:failed"}),
+        (["--job", "BUSY-1"], {"m-503:failed"}),
         (["--job", "stuck-1"], {BROKER_ID}),
         (["--since", "1d"], {*RECORDS, BROKER_ID, UNREADABLE_ID} - {"m-403:failed"}),
         (["--since", (NOW - timedelta(days=4)).date().isoformat()], {*RECORDS, BROKER_ID, UNREADABLE_ID}),
@@ -306,10 +306,10 @@ def test_show_a_failure_record_in_full(dead_letters: DeadLetters) -> None:
 
 def test_show_json_prints_the_raw_record(dead_letters: DeadLetters) -> None:
     """--json: the message as it is (properties, and the record's body as JSON)."""
-    result = run("dead-letters", "show", "m-503:retry5:failed", "--json", *dead_letters.args())
+    result = run("dead-letters", "show", "m-503:failed", "--json", *dead_letters.args())
     assert result.exit_code == 0, result.output
     raw = json.loads(result.stdout)
-    assert raw["body"] == json.loads(RECORDS["m-503:retry5:failed"].body)
+    assert raw["body"] == json.loads(RECORDS["m-503:failed"].body)
     assert raw["subject"] == "RetriesExhausted"
     assert raw["correlationId"] == "corr-503"
     assert raw["applicationProperties"]["reason"] == "RetriesExhausted"

@@ -163,7 +163,7 @@ def test_replay_copy_of_a_record_starts_afresh() -> None:
     )
     copy = replay_copy(read(envelope), new_id=lambda: "new-1")
     assert (copy.message_id, copy.body, copy.correlation_id) == ("new-1", b'{"jobId": "j-1"}', "c-1")
-    assert copy.application_properties == {"team": "ml", "replayOf": "m-1:failed"}
+    assert copy.application_properties == {"team": "ml", "replayOf": "m-0:failed"}
     assert copy.content_type == "application/json"
 
 

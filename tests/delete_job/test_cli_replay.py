@@ -82,9 +82,9 @@ def test_replay_of_a_retry_copy_starts_afresh(dead_letters: DeadLetters) -> None
     assert code == 0, out
     [copy] = dead_letters.reader.take_all(dead_letters.deletion_queue, 1)
     assert body(copy) == b'{"jobId": "busy-1"}'
-    assert properties(copy) == {"team": "ml", "replayOf": "m-503:retry5:failed"}
+    assert properties(copy) == {"team": "ml", "replayOf": "m-503:failed"}
     assert copy.correlation_id == "corr-503"
-    assert dead_letters.ids() == EVERYTHING - {"m-503:retry5:failed"}
+    assert dead_letters.ids() == EVERYTHING - {"m-503:failed"}
 
 
 def test_replay_a_broker_dead_letter(dead_letters: DeadLetters) -> None:

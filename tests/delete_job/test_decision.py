@@ -1,5 +1,5 @@
-"""What a Batch answer means (contract section 3, step 4), checked for every status and error code
-against a restatement of the contract's table written here, independently of `RULES`."""
+"""What a Batch answer means (contract v2 section 3, steps 2 and 4), checked for every status and error
+code against a restatement of the contract's table written here, independently of `RULES`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from delete_job.decision import Action, Outcome, Verdict, decide
 from shared.batch_client import BatchResponse
 from shared.batch_errors import BatchError, BatchErrorMessage, BatchTransportError
+from shared.identity import TokenUnavailableError
 
 CODES = [
     None,
@@ -26,10 +27,11 @@ ALREADY_DELETED = Verdict(Outcome.ALREADY_DELETED, Action.COMPLETE)
 ALREADY_DELETING = Verdict(Outcome.ALREADY_DELETING, Action.COMPLETE)
 PRECONDITION_FAILED = Verdict(Outcome.PRECONDITION_FAILED, Action.RECORD)
 TRANSIENT = Verdict(Outcome.RETRY_SCHEDULED, Action.RETRY)
+DELAYED_ONLY = Verdict(Outcome.RETRY_SCHEDULED, Action.DELAY)
 REJECTED = Verdict(Outcome.BATCH_REJECTED, Action.RECORD)
 
 
-def contract(status: int, code: str | None) -> Verdict:
+def contract(status: int, code: str | None) -> Verdict:  # noqa: PLR0911 - one return per row
     """The contract's table, row by row."""
     if 200 <= status <= 299:  # "202 (any 2xx)"
         return DELETED
@@ -41,7 +43,9 @@ def contract(status: int, code: str | None) -> Verdict:
         return PRECONDITION_FAILED
     if status in (408, 429) or 500 <= status <= 599 or (status == 409 and code == "JobBeingTerminated"):
         return TRANSIENT
-    # "3xx, 401, other 4xx (400, 403, other 404/409, 413, ...)". 1xx is never a final answer and is not
+    if status == 403:  # "403 (any code)": no quick retries; delayed retries as above
+        return DELAYED_ONLY
+    # "3xx, 401, other 4xx (400, other 404/409, 413, ...)". 1xx is never a final answer and is not
     # in the table: refusing it (a record, no retry, never "Deleted") is the only safe reading.
     return REJECTED
 
@@ -81,6 +85,20 @@ def test_every_status_and_code_follows_the_contract_table() -> None:
 def test_no_answer_is_retried(kind: Literal["timeout", "connection"]) -> None:
     """A timeout or a connection error (no answer at all) is transient: retried."""
     assert decide(BatchTransportError(kind, f"{kind} failed")) == TRANSIENT
+
+
+def test_no_token_is_retried_like_a_503() -> None:
+    """The identity endpoint failed (after the credential's own retries): quick retries, then delayed
+    retries, as for a 503 (contract section 3, step 2)."""
+    assert decide(TokenUnavailableError("ClientAuthenticationError: 500")) == decide(answer(503)) == TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "code", [None, "AuthorizationFailure", "Forbidden", "InsufficientAccountPermissions"]
+)
+def test_403_with_any_code_takes_delayed_retries_only(code: str | None) -> None:
+    """403: role assignments take minutes to apply, so no quick retries but the delayed schedule."""
+    assert decide(answer(403, code)) == DELAYED_ONLY
 
 
 @pytest.mark.parametrize(("status", "code"), [(200, None), (202, None), (204, None), (202, "JobNotFound")])
@@ -146,8 +164,8 @@ def test_redirects_are_rejected(status: int) -> None:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(401, None), (403, "AuthorizationFailure"), (400, "InvalidHeaderValue"), (413, "RequestBodyTooLarge")],
+    [(401, None), (400, "InvalidHeaderValue"), (413, "RequestBodyTooLarge")],
 )
 def test_client_errors_are_rejected(status: int, code: str | None) -> None:
-    """401, 403, 400, 413 are refusals that retrying will not fix: a failure record."""
+    """401, 400, 413 are refusals that retrying will not fix: a failure record."""
     assert decide(answer(status, code)) == REJECTED

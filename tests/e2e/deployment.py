@@ -32,16 +32,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def queue_specs(
-    prefix: str, options: dict[str, str], *, unforwarded: frozenset[str] = frozenset()
+    prefix: str,
+    options: dict[str, str],
+    *,
+    unforwarded: frozenset[str] = frozenset(),
+    failed_options: dict[str, str] | None = None,
 ) -> list[str]:
     """`--queue` arguments: per name, `<prefix>-<name>` with `options` and `<prefix>-<name>-failed`
-    (duplicate detection on); dead letters are forwarded to the latter unless the name is `unforwarded`."""
+    (duplicate detection on, plus `failed_options[name]`); dead letters are forwarded to the latter unless
+    the name is `unforwarded`."""
     specs: list[str] = []
     for name, queue_options in options.items():
         failed = f"{prefix}-{name}-failed"
         forward = "" if name in unforwarded else f",forwardDeadLetteredMessagesTo={failed}"
+        extra = (failed_options or {}).get(name)
         specs += ["--queue", f"{prefix}-{name}:{queue_options}{forward}"]
-        specs += ["--queue", f"{failed}:duplicateDetectionWindow=600"]
+        specs += ["--queue", f"{failed}:duplicateDetectionWindow=600" + (f",{extra}" if extra else "")]
     return specs
 
 
@@ -57,6 +63,7 @@ class Deployment:
         tmp: Path,
         *,
         dead_letter_queue: str | None = None,
+        extra_settings: dict[str, str] | None = None,
     ) -> None:
         self.service_bus = service_bus
         self.batch = batch
@@ -76,6 +83,7 @@ class Deployment:
             "IDENTITY_HEADER": identity.secret,
             "RETRY_DELAYS": "1,1",
             "QUICK_RETRY_DELAYS": "0.05,0.05",
+            **(extra_settings or {}),
         }
         self.host = start(
             "emulators.host",
@@ -113,10 +121,7 @@ class Deployment:
 
     def outcomes(self) -> list[dict[str, Any]]:
         """The function's structured log records (customDimensions), in order."""
-        if not self.log_file.exists():
-            return []
-        entries = [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
-        return [e["customDimensions"] for e in entries if e["logger"] == "delete_job"]
+        return [entry["customDimensions"] for entry in self.log_entries()]
 
     def wait_outcomes(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         def enough() -> list[dict[str, Any]] | None:
@@ -124,6 +129,13 @@ class Deployment:
             return found if len(found) >= count else None
 
         return wait_for(enough, f"{count} outcome(s)", timeout)
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The function's log records whole: the text (`message`) and the fields (`customDimensions`)."""
+        if not self.log_file.exists():
+            return []
+        entries = [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
+        return [e for e in entries if e["logger"] == "delete_job"]
 
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = httpx.get(f"{self.host.url}/_host/stats", timeout=5).json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusSubQueue
@@ -137,7 +138,7 @@ def test_persistent_503_schedules_copies_then_retries_exhausted(deployment: Depl
     assert record["originalMessage"]["applicationProperties"]["originalMessageId"] == message_id
     (failed,) = deployment.peek(deployment.failed)
     assert failed.correlation_id == "corr-1"
-    assert failed.message_id == f"{message_id}:retry2:failed"
+    assert failed.message_id == f"{message_id}:failed"  # named after the request
     job = deployment.batch.control.get_job("busy")
     assert job is not None
     assert job["state"] == "active"
@@ -176,15 +177,34 @@ def test_invalid_message_records_and_calls_nothing(deployment: Deployment) -> No
 
 
 @on("rejected")
-def test_403_is_batch_rejected(deployment: Deployment) -> None:
-    """Batch's 403 AuthorizationFailure: a BatchRejected record that points at the RBAC role."""
-    deployment.batch.control.add_job("locked")
-    deployment.batch.control.add_fault(status=403, code="AuthorizationFailure", times=None)
-    deployment.send({"jobId": "locked"})
-    (record,) = wait_for(deployment.records, "the failure record")
-    assert record["reason"] == "BatchRejected"
-    assert record["batchError"]["code"] == "AuthorizationFailure"
-    assert "Batch Job Submitter" in record["description"]
+def test_401_is_rejected_and_a_403_for_good_exhausts_the_delayed_retries(deployment: Deployment) -> None:
+    """A 401 is a BatchRejected record at once; a 403 gets no quick retries but the delayed ones (a role
+    assignment may still be applying) and, still 403 at the end of RETRY_DELAYS (1,1), one RetriesExhausted
+    record with Batch's 403. Both records point at the RBAC role."""
+    batch = deployment.batch.control
+    batch.add_jobs(["unauthenticated", "locked"])
+    batch.add_fault(match={"jobId": "unauthenticated"}, status=401, code="AuthenticationFailed", times=None)
+    batch.add_fault(match={"jobId": "locked"}, status=403, code="AuthorizationFailure", times=None)
+    deployment.send_all({"jobId": "unauthenticated"}, {"jobId": "locked"})
+
+    def two_records() -> list[dict[str, Any]] | None:
+        found = deployment.records()
+        return found if len(found) >= 2 else None
+
+    records = {r["jobId"]: r for r in wait_for(two_records, "the failure records")}
+    assert (records["unauthenticated"]["reason"], records["unauthenticated"]["httpStatus"]) == (
+        "BatchRejected",
+        401,
+    )
+    locked = records["locked"]
+    assert (locked["reason"], locked["httpStatus"], locked["batchError"]["code"]) == (
+        "RetriesExhausted",
+        403,
+        "AuthorizationFailure",
+    )
+    assert all("Batch Job Submitter" in r["description"] for r in records.values())
+    steps = [(o["outcome"], o["attempts"]) for o in deployment.outcomes() if o["jobId"] == "locked"]
+    assert steps == [("RetryScheduled", 1), ("RetryScheduled", 1), ("RetriesExhausted", 1)]
 
 
 @on("sendfail")

@@ -50,12 +50,14 @@ def test_demo_shows_every_outcome_and_leaves_no_process() -> None:
         "PreconditionFailed",
         "InvalidMessage",
         "RetryScheduled",
+        "RetriesExhausted",
         "BatchRejected",
     ):
         assert outcome in result.stdout, f"{outcome} missing from the demo's output:\n{result.stdout}"
-    assert "8 of 8 as expected" in result.stdout
+    assert "10 of 10 as expected" in result.stdout
+    assert "RetryScheduled (403 AuthorizationFailure) -> " in result.stdout  # 403: delayed retries only
     table = result.stdout.split("The dead-letter queue, as an operator sees it:")[1]
-    for job in ("demo-protected", "demo-typo", "demo-forbidden"):  # the three failure records
+    for job in ("demo-protected", "demo-typo", "demo-forbidden", "demo-unauthenticated"):  # the four records
         assert job in table, f"{job} missing from the dead-letter table:\n{table}"
     assert "Abandoned" not in result.stdout
     assert processes_of_run(marker) == set()

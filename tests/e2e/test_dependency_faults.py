@@ -20,11 +20,11 @@ from tests.conftest import BatchHandle, IdentityHandle
 from tests.e2e.deployment import Deployment, queue_specs
 from tests.polling import wait_for
 
-# Per test: the deletion queue's lock duration and max delivery count. The identity test's message bounces
-# (abandoned, back at once) until the fault is cleared: it needs room before the broker dead-letters it.
+# Per test: the deletion queue's lock duration and max delivery count. The identity test's max delivery
+# count is small on purpose: an identity failure must not spend redeliveries (contract v2 section 3).
 # The drop test's lost settlements come back when their locks expire: a short lock keeps it quick.
 QUEUES = {
-    "identity": "lockDuration=30,maxDeliveryCount=100",
+    "identity": "lockDuration=30,maxDeliveryCount=2",
     "drop": "lockDuration=3,maxDeliveryCount=10",
     "garbage": "lockDuration=30,maxDeliveryCount=3",
 }
@@ -57,37 +57,25 @@ def on(name: str) -> pytest.MarkDecorator:
 
 
 @on("identity")
-def test_identity_endpoint_down_abandons_until_it_is_back(deployment: Deployment) -> None:
-    """No token: the function raises before calling Batch, the host abandons, the message comes back with
-    its delivery count + 1; once the endpoint answers again the job is deleted, with no failure record."""
-    deployment.batch.control.configure(deleteDelayMs=60_000)
+def test_identity_endpoint_refusing_for_good_ends_in_one_record(deployment: Deployment) -> None:
+    """The identity endpoint refuses every token request (say, a wrong client id): no invocation raises, so
+    no redelivery is spent and the broker dead-letters nothing; the delayed retries (RETRY_DELAYS 1,1) run
+    out and one RetriesExhausted record names the identity failure. Batch is never called without a token.
+    (An outage that ends: tests/e2e/test_host_edges.py.)"""
     deployment.batch.control.add_job("needs-token")
-    deployment.identity.control.add_fault(times=None, status=500)
+    deployment.identity.control.add_fault(times=None, status=400)
     (message_id,) = deployment.send_all({"jobId": "needs-token"})
-
-    # azure-identity retries a 500 itself for ~5 s before the function sees the error.
-    first = wait_for(deployment.outcomes, "the first delivery's outcome", timeout=30)[0]
-    assert (first["outcome"], first["deliveryCount"]) == ("Abandoned", 1)
+    outcomes = deployment.wait_outcomes(3, timeout=30)
+    assert [o["outcome"] for o in outcomes] == ["RetryScheduled", "RetryScheduled", "RetriesExhausted"]
+    assert [o["messageId"] for o in outcomes] == [message_id, f"{message_id}:retry1", f"{message_id}:retry2"]
+    assert {(o["deliveryCount"], o["attempts"]) for o in outcomes} == {(1, 0)}
     assert deployment.batch.control.requests() == []
     assert deployment.job_state("needs-token") == "active"
-    deployment.identity.control.clear_faults()
-
-    def deleted() -> list[dict[str, Any]] | None:
-        found = deployment.outcomes()
-        return found if found and found[-1]["outcome"] != "Abandoned" else None
-
-    outcomes = wait_for(deleted, "the outcome after the endpoint is back", timeout=20)
-    *abandoned, last = outcomes
-    assert {o["outcome"] for o in abandoned} == {"Abandoned"}
-    assert last["outcome"] == "Deleted"
-    assert {o["messageId"] for o in outcomes} == {message_id}
-    counts = [o["deliveryCount"] for o in outcomes]
-    assert counts == list(range(1, len(outcomes) + 1))  # every delivery counted, none lost
-    assert deployment.job_state("needs-token") == "deleting"
-    assert [r["status"] for r in deployment.batch.control.requests()] == [202]
+    (record,) = wait_for(deployment.records, "the failure record")
+    assert (record["reason"], record["httpStatus"], record["attempts"]) == ("RetriesExhausted", None, 0)
+    assert "no token from the managed identity endpoint" in record["description"]
+    assert deployment.identity.secret not in record["description"]
     wait_for(deployment.nothing_left, "the message to be settled")
-    assert deployment.records() == []
-    assert deployment.identity.control.stats()["byStatus"].get("500", 0) >= len(abandoned)
 
 
 @on("drop")

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import BatchHandle
 from tests.emulators.conftest import API_VERSION, BatchClient, assert_batch_error, bearer
+from tests.polling import wait_for
 
 
 @pytest.fixture
@@ -49,6 +50,16 @@ def test_unlimited_fault_until_cleared(batch: BatchClient, batch_emulator: Batch
     assert batch_emulator.control.faults()[0]["remaining"] is None
     batch_emulator.control.clear_faults()
     assert batch.delete(job).status_code == 202
+
+
+def test_a_fault_for_seconds_ends_by_itself(
+    batch: BatchClient, batch_emulator: BatchHandle, job: str
+) -> None:
+    """forSeconds: the fault answers every matching request until its window closes, then Batch answers
+    again without anyone clearing it (a 403 until a role assignment applies)."""
+    batch_emulator.control.add_fault(status=403, code="AuthorizationFailure", times=None, forSeconds=0.5)
+    assert_batch_error(batch.delete(job), 403, "AuthorizationFailure")
+    wait_for(lambda: batch.delete(job).status_code == 202, "the window to close", 10)
 
 
 def test_custom_code_message_values_and_headers(
@@ -212,6 +223,7 @@ def test_faults_apply_before_auth(batch: BatchClient, batch_emulator: BatchHandl
         {"body": "xml"},
         {"headers": {"x-bad": "a\r\nb"}},
         {"latencyMs": -1},
+        {"forSeconds": "10"},
     ],
 )
 def test_invalid_faults_are_refused(batch_emulator: BatchHandle, fault: dict[str, object]) -> None:

@@ -18,6 +18,7 @@ from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentity
 from emulators import EmulatorStartError, RunningProcess, start
 from emulators.control import IdentityEndpoint, tls_context
 from tests.conftest import BatchHandle, IdentityHandle
+from tests.polling import wait_for
 
 SCOPE = "https://batch.core.windows.net//.default"
 RESOURCE = "https://batch.core.windows.net/"
@@ -215,6 +216,15 @@ def test_faults_count_down(identity_endpoint: IdentityHandle) -> None:
     assert [token_request(identity_endpoint).status_code for _ in range(3)] == [500] * 3
     identity_endpoint.control.clear_faults()
     assert token_request(identity_endpoint).status_code == 200
+
+
+def test_a_fault_for_seconds_ends_by_itself(identity_endpoint: IdentityHandle) -> None:
+    """forSeconds: every token request fails until the window closes, then the endpoint answers again
+    without anyone clearing the fault (an outage that ends by itself)."""
+    identity_endpoint.control.add_fault(status=503, times=None, for_seconds=0.5)
+    assert token_request(identity_endpoint).status_code == 503
+    wait_for(lambda: token_request(identity_endpoint).status_code == 200, "the window to close", 10)
+    assert identity_endpoint.control.stats()["byStatus"]["503"] >= 1
 
 
 def test_drop_and_latency_faults(identity_endpoint: IdentityHandle) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
-from azure.servicebus.exceptions import ServiceBusQuotaExceededError
+from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusQuotaExceededError
 
 from emulators import RunningProcess, start
 from emulators.servicebus import connection_string
@@ -35,6 +35,10 @@ def emulator() -> Iterator[RunningProcess]:
         "full:rejectSendRate=1",
         "--queue",
         "locks:lockDuration=3",
+        "--queue",
+        "stalled:stallSendRate=1",
+        "--queue",
+        "plain",
     ) as process:
         yield process
 
@@ -82,6 +86,23 @@ async def test_a_refused_batch_stores_none_of_its_messages(emulator: RunningProc
                     await sender.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
         async with sb.get_queue_receiver("full") as receiver:
             assert await receiver.peek_messages(max_message_count=10) == []
+
+
+async def test_stall_send_rate_leaves_sends_unanswered(emulator: RunningProcess) -> None:
+    """stallSendRate=1: a send is never answered, so the aio SDK's send ends only at its own timeout,
+    and nothing is stored; the queue's receivers and other queues keep working."""
+    conn = connection_string(emulator.url)
+    async with (
+        AsyncServiceBusClient.from_connection_string(conn, retry_total=0) as aio,
+        aio.get_queue_sender("stalled") as sender,
+    ):
+        with pytest.raises(OperationTimeoutError, match="timed out"):
+            await sender.send_messages(ServiceBusMessage("never answered"), timeout=1)
+    with ServiceBusClient.from_connection_string(conn) as client:
+        assert received_bodies(client, "stalled") == []
+        with client.get_queue_sender("plain") as other:
+            other.send_messages(ServiceBusMessage("answered"))
+        assert received_bodies(client, "plain") == ["answered"]
 
 
 def test_reject_send_options_are_validated(tmp_path: Path) -> None:

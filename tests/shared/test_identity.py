@@ -11,7 +11,14 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity.aio import ManagedIdentityCredential
 
-from shared.identity import BATCH_SCOPE, BatchToken, create_credential
+from shared.identity import (
+    BATCH_SCOPE,
+    CREDENTIAL_OPTIONS,
+    BatchToken,
+    TokenUnavailableError,
+    create_credential,
+    managed_identity_credential,
+)
 from shared.settings import load_settings
 from tests.conftest import IdentityHandle
 
@@ -78,20 +85,25 @@ class ScriptedCredential:
 
 @pytest.mark.parametrize(("lifetime", "refresh_after"), [(3600, 3300), (200, 100)])
 async def test_token_is_refreshed_once_before_expiry(lifetime: int, refresh_after: int) -> None:
-    """Refreshed 5 minutes before expiry (half-life for short tokens), once for many callers."""
+    """Refreshed 5 minutes before expiry (half-life for short tokens), once for many callers; while the old
+    token stays valid nobody waits for the refresh, and once it is about to expire callers wait for it."""
     clock = Clock()
+    start = clock.now
     credential = ScriptedCredential(clock, lifetime)
     token = BatchToken(credential, clock=clock)  # type: ignore[arg-type]
     assert await token() == "token-1"
     clock.now += refresh_after - 1
     assert await token() == "token-1"
-    clock.now += 2
+    clock.now += 2  # past the refresh point: served at once, refreshed behind it
+    assert set(await asyncio.gather(*(token() for _ in range(16)))) == {"token-1"}
+    clock.now = start + lifetime - 30  # about to expire: callers wait for that same refresh
     assert set(await asyncio.gather(*(token() for _ in range(16)))) == {"token-2"}
     assert credential.calls == 2
 
 
 async def test_failed_refresh_keeps_a_valid_token_and_an_expired_one_raises() -> None:
-    """While the old token is valid an identity outage is invisible; after expiry it raises."""
+    """While the old token is valid an identity outage is invisible (and costs no caller any wait);
+    after expiry it raises; once the endpoint is back, a new token."""
     clock = Clock()
     credential = ScriptedCredential(clock, 3600)
     token = BatchToken(credential, clock=clock)  # type: ignore[arg-type]
@@ -99,22 +111,88 @@ async def test_failed_refresh_keeps_a_valid_token_and_an_expired_one_raises() ->
     credential.failing = True
     clock.now += 3400  # past the refresh point, before expiry
     assert await token() == "token-1"
+    assert await token() == "token-1"
     clock.now += 300  # past expiry
-    with pytest.raises(ClientAuthenticationError):
+    with pytest.raises(
+        TokenUnavailableError, match="ClientAuthenticationError: identity endpoint unavailable"
+    ):
         await token()
+    failed_calls = credential.calls
     credential.failing = False
-    assert await token() == "token-4"
+    assert await token() == f"token-{failed_calls + 1}"
 
 
 async def test_identity_endpoint_down_on_a_cold_cache_raises(
     credential: ManagedIdentityCredential, identity_endpoint: IdentityHandle
 ) -> None:
-    """With no token yet, an identity endpoint failure surfaces (the message will come back)."""
+    """With no token yet, an identity endpoint failure surfaces as TokenUnavailableError, naming the
+    failure and never the endpoint's secret (the processor then retries like a 503)."""
     identity_endpoint.control.add_fault(status=400, times=None)
     token = BatchToken(credential)
-    with pytest.raises(ClientAuthenticationError) as info:
+    with pytest.raises(TokenUnavailableError) as info:
         await token()
+    assert str(info.value).startswith("ClientAuthenticationError: ")
     assert identity_endpoint.secret not in str(info.value)
+
+
+async def test_a_failed_shared_request_fails_every_waiter_at_once(identity_endpoint: IdentityHandle) -> None:
+    """Identity endpoint down, 16 callers on a cold cache: one token request (with the credential's own
+    bounded retries) is made, and all 16 callers get its failure; they do not each try again in turn."""
+    identity_endpoint.control.add_fault(status=500, times=None)
+    credential = managed_identity_credential(None)
+    token = BatchToken(credential)
+    try:
+        results = await asyncio.gather(*(token() for _ in range(16)), return_exceptions=True)
+    finally:
+        await token.close()
+    assert all(isinstance(result, TokenUnavailableError) for result in results), results
+    assert len({str(result) for result in results}) == 1
+    tries = CREDENTIAL_OPTIONS["retry_total"] + 1
+    assert 1 < requests(identity_endpoint) <= tries  # one request's tries, not 16 requests' tries
+
+
+async def test_the_credential_gives_up_after_its_bounded_retries(identity_endpoint: IdentityHandle) -> None:
+    """A 503 every time: the credential tries retry_total + 1 times, then fails; the next call makes a new
+    request."""
+    identity_endpoint.control.add_fault(status=503, times=None)
+    token = BatchToken(managed_identity_credential(None))
+    try:
+        with pytest.raises(TokenUnavailableError):
+            await token()
+        assert requests(identity_endpoint) == CREDENTIAL_OPTIONS["retry_total"] + 1
+        identity_endpoint.control.clear_faults()
+        assert await token()  # the endpoint is back: a new request, a token
+    finally:
+        await token.close()
+
+
+async def test_a_token_request_that_hangs_is_cut_off(
+    credential: ManagedIdentityCredential, identity_endpoint: IdentityHandle
+) -> None:
+    """An endpoint that holds the request: the shared request ends at its own bound with a failure that
+    says so, instead of holding every waiting invocation."""
+    identity_endpoint.control.add_fault(latency_ms=30_000, times=1)
+    token = BatchToken(credential, request_timeout=0.5)
+    with pytest.raises(TokenUnavailableError, match=r"no token within 0\.5 s"):
+        await token()
+
+
+async def test_a_caller_that_stops_waiting_does_not_cancel_the_shared_request(
+    credential: ManagedIdentityCredential, identity_endpoint: IdentityHandle
+) -> None:
+    """One caller gives up (its own deadline) while the shared request is under way: the other caller
+    still gets the token from that same request."""
+    identity_endpoint.control.add_fault(latency_ms=500, times=1)
+    token = BatchToken(credential)
+
+    async def impatient() -> str:
+        async with asyncio.timeout(0.05):
+            return await token()
+
+    results = await asyncio.gather(impatient(), token(), return_exceptions=True)
+    assert isinstance(results[0], TimeoutError)
+    assert isinstance(results[1], str)
+    assert requests(identity_endpoint) == 1
 
 
 async def test_user_assigned_identity_uses_the_configured_client_id(

@@ -9,6 +9,7 @@ import pytest
 
 from shared.settings import (
     DEFAULT_API_VERSION,
+    DEFAULT_INVOCATION_DEADLINE,
     DEFAULT_RETRY_DELAYS,
     SettingsError,
     load_settings,
@@ -51,6 +52,7 @@ def test_minimal_settings_get_documented_defaults() -> None:
     assert settings.batch_endpoint == "https://acct.westeurope.batch.azure.com"
     assert settings.api_version == DEFAULT_API_VERSION == "2025-06-01"
     assert settings.retry_delays == DEFAULT_RETRY_DELAYS == (60, 300, 900, 3600, 14400)
+    assert settings.invocation_deadline == DEFAULT_INVOCATION_DEADLINE == 120
     assert settings.batch_accounts == {}
     assert settings.client_id is None
     assert settings.credential == "managed-identity"
@@ -130,6 +132,35 @@ def test_malformed_accounts_are_refused(raw: str, fragment: str) -> None:
 def test_malformed_retry_delays_are_refused(raw: str) -> None:
     """RETRY_DELAYS must be whole positive seconds, comma-separated."""
     assert error_for(env(RETRY_DELAYS=raw)).setting == "RETRY_DELAYS"
+
+
+def _timespan_seconds(text: str) -> float:
+    """host.json's functionTimeout, hh:mm:ss (the form it uses)."""
+    hours, minutes, seconds = text.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def test_default_deadline_is_at_most_half_of_the_host_function_timeout() -> None:
+    """The host restarts the whole worker on functionTimeout (every message in flight abandoned), so the
+    function's own deadline must end well before it: the default is at most half of host.json's."""
+    host = json.loads((ROOT / "host.json").read_text())
+    function_timeout = _timespan_seconds(host["functionTimeout"])
+    assert function_timeout == 300
+    assert function_timeout / 2 >= DEFAULT_INVOCATION_DEADLINE
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("120", 120.0), (" 2.5 ", 2.5), ("0.2", 0.2), ("3600", 3600.0)])
+def test_invocation_deadline_takes_any_positive_number(raw: str, seconds: float) -> None:
+    """INVOCATION_DEADLINE is any positive number of seconds (small values are legitimate in tests)."""
+    assert load_settings(env(INVOCATION_DEADLINE=raw)).invocation_deadline == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "abc", "nan", "inf", "1e400", "2m"])
+def test_malformed_invocation_deadline_is_refused(raw: str) -> None:
+    """Zero, negative, not a number, infinite: refused at import, naming INVOCATION_DEADLINE."""
+    error = error_for(env(INVOCATION_DEADLINE=raw))
+    assert error.setting == "INVOCATION_DEADLINE"
+    assert "positive number of seconds" in str(error)
 
 
 def test_retry_delays_are_parsed() -> None:
