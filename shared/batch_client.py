@@ -5,9 +5,11 @@
 value, never follows a redirect, and sends the token only to the endpoint it was given (which comes
 from settings, never from a message).
 
-It speaks through aiohttp's client and connection pool directly, chosen by measurement: httpx's
-default transport cost 6-7x the CPU per request, and httpx over aiohttp's pool still about 2x a bare
-aiohttp request (bench/, the README's Benchmarks).
+It speaks httpx: each request is an `httpx.Request` handed straight to an `httpx.AsyncBaseTransport`,
+and each answer an `httpx.Response`. No `httpx.AsyncClient` in between: its cookies, auth flow, redirect
+logic and environment proxies are all things this client must not do, and it costs CPU per request. The
+transport is aiohttp's connection pool (`shared.aiohttp_transport`), chosen by measurement: httpx's
+default transport costs 14-16x the CPU of an aiohttp request (bench/, the README's Benchmarks).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlencode
 
-import aiohttp
-from yarl import URL
+import httpx
 
+from shared.aiohttp_transport import AiohttpTransport
 from shared.batch_errors import (
     MAX_RAW_ERROR_CHARS,
     BatchError,
@@ -157,10 +159,6 @@ def build_request_parts(
     return f"/jobs/{job_id}", query, headers
 
 
-def _connector(max_connections: int) -> aiohttp.TCPConnector:
-    return aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
-
-
 class BatchClient:
     """Deletes Batch jobs on one endpoint. Create it inside the event loop that uses it; reuse it."""
 
@@ -180,9 +178,9 @@ class BatchClient:
         self._api_version = api_version
         self._connect_timeout = connect_timeout
         self._margin = read_timeout_margin
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # by read timeout: at most 30 of them
+        self._transport: httpx.AsyncBaseTransport = AiohttpTransport(max_connections=max_connections)
+        # httpx's timeout extension, by read timeout: at most 30 distinct ones.
+        self._timeouts: dict[float, dict[str, float]] = {}
 
     @property
     def endpoint(self) -> str:
@@ -193,19 +191,6 @@ class BatchClient:
         service = min(time_out or _SERVICE_DEFAULT_TIMEOUT, _SERVICE_DEFAULT_TIMEOUT)
         return service + self._margin
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # No cookies, no proxies from the environment (trust_env=False), no default headers but ours;
-            # redirects are refused per request.
-            self._session = aiohttp.ClientSession(
-                connector=_connector(self._max_connections),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            )
-        return self._session
-
     async def delete_job(self, job_id: str, options: DeleteJobOptions | None = None) -> BatchResponse:
         """Send one Delete Job request and return Batch's answer, whatever its status.
 
@@ -213,53 +198,71 @@ class BatchClient:
         """
         options = options or DeleteJobOptions()
         path, query, headers = build_request_parts(job_id, options, api_version=self._api_version)
-        headers["authorization"] = "Bearer " + await self._token()
-        headers["user-agent"] = _USER_AGENT
-        # Every part is validated ASCII (job id pattern, api version and numbers), so the URL is given
-        # already encoded: yarl neither re-parses nor re-quotes it.
-        url = URL(f"{self._endpoint}{path}?{urlencode(query)}", encoded=True)
-        read_timeout = self.read_timeout(options.time_out)
-        timeout = self._timeouts.get(read_timeout)
-        if timeout is None:
-            timeout = self._timeouts[read_timeout] = aiohttp.ClientTimeout(
-                total=None, connect=self._connect_timeout, sock_read=read_timeout
-            )
-        session = self._open()
-        try:
-            async with session.request(
-                "DELETE", url, headers=headers, allow_redirects=False, timeout=timeout
-            ) as response:
-                body = await _read_limited(response, _MAX_BODY)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc) from None
+        response, body = await self._send("DELETE", path, query, headers, options.time_out)
         return _to_response(response, body, headers["client-request-id"])
 
+    async def _send(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], time_out: int | None
+    ) -> tuple[httpx.Response, bytes]:
+        """One request to this client's endpoint (and only there) with the bearer token: Batch's answer
+        and up to 64 KiB of its body. ``path``, ``query`` and ``headers`` are validated already.
+
+        Raises BatchTransportError when there is no answer (no status line).
+        """
+        headers["authorization"] = "Bearer " + await self._token()
+        headers["user-agent"] = _USER_AGENT
+        request = httpx.Request(
+            method,
+            f"{self._endpoint}{path}?{urlencode(query)}",
+            headers=headers,
+            extensions={"timeout": self._timeout(time_out)},
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from None
+        try:
+            body = await _read_limited(response, _MAX_BODY)
+        finally:
+            await response.aclose()
+        return response, body
+
+    def _timeout(self, time_out: int | None) -> dict[str, float]:
+        read = self.read_timeout(time_out)
+        timeout = self._timeouts.get(read)
+        if timeout is None:
+            connect = self._connect_timeout
+            timeout = self._timeouts[read] = {
+                "connect": connect,
+                "read": read,
+                "write": connect,
+                "pool": connect,
+            }
+        return timeout
+
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._transport.aclose()
 
 
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
     """Up to ``limit`` bytes of the body. If the connection fails inside the body, what did arrive: the
     status line already is Batch's answer (a 202 means the deletion was accepted; a 400 will not change
     on a retry), so it is not turned into "no answer"."""
     chunks: list[bytes] = []
     size = 0
     try:
-        while size < limit:
-            chunk = await response.content.readany()
-            if not chunk:
-                break
+        async for chunk in response.aiter_raw():
             chunks.append(chunk)
             size += len(chunk)
-    except (aiohttp.ClientError, TimeoutError):
+            if size >= limit:
+                break
+    except httpx.TransportError:
         pass
     return b"".join(chunks)[:limit]
 
 
-def _to_response(response: aiohttp.ClientResponse, body: bytes, client_request_id: str) -> BatchResponse:
-    status = response.status
+def _to_response(response: httpx.Response, body: bytes, client_request_id: str) -> BatchResponse:
+    status = response.status_code
     error = None if 200 <= status < 300 else parse_batch_error(body)
     raw_body = None
     if error is None and body and not 200 <= status < 300:
@@ -277,10 +280,10 @@ def _to_response(response: aiohttp.ClientResponse, body: bytes, client_request_i
     )
 
 
-def _transport_error(exc: BaseException) -> BatchTransportError:
-    # aiohttp's ServerTimeoutError (and ConnectionTimeoutError) are TimeoutErrors too.
-    kind: Literal["timeout", "connection"] = "timeout" if isinstance(exc, TimeoutError) else "connection"
-    detail = type(exc).__name__
+def _transport_error(exc: httpx.TransportError) -> BatchTransportError:
+    kind: Literal["timeout", "connection"] = (
+        "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+    )
+    # The transport's messages name the failure and the host, never headers; keep them short anyway.
     text = str(exc)
-    # aiohttp's messages name the host and the failure, never headers; keep them short anyway.
-    return BatchTransportError(kind, f"{detail}: {text[:200]}" if text else detail)
+    return BatchTransportError(kind, text[:200] or type(exc).__name__)
