@@ -80,19 +80,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.method,
                 # httpx parsed, validated and percent-encoded the URL already: yarl takes it as it is.
                 URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
+                headers=[
+                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw
+                ],
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(request),
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _httpx_error(exc, request) from exc
-        return httpx.Response(
-            response.status,
-            headers=response.raw_headers,
-            stream=_ResponseStream(response, request),
-            request=request,
-        )
+        stream: httpx.AsyncByteStream
+        if response.content.is_eof():
+            # The whole body came with the head (an empty 202, a short error): hand it over as bytes and
+            # give the connection back now, instead of streaming it chunk by chunk.
+            stream = httpx.ByteStream(response.content.read_nowait())
+            response.release()
+        else:
+            stream = _ResponseStream(response, request)
+        return httpx.Response(response.status, headers=response.raw_headers, stream=stream, request=request)
 
     async def aclose(self) -> None:
         if self._session is not None:
