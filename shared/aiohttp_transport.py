@@ -90,7 +90,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _httpx_error(exc, request) from exc
         stream: httpx.AsyncByteStream
-        if response.content.is_eof():
+        if response.content.is_eof() and response.content.exception() is None:
             # The whole body came with the head (an empty 202, a short error): hand it over as bytes and
             # give the connection back now, instead of streaming it chunk by chunk.
             stream = httpx.ByteStream(response.content.read_nowait())
