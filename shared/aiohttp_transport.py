@@ -74,7 +74,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open()
-        body = await request.aread()
+        # A body given as bytes (the Batch client's: empty) is read without an await; a stream is awaited.
+        given = request.stream
+        body = b"".join(given) if isinstance(given, httpx.ByteStream) else await request.aread()
         try:
             response = await session.request(
                 request.method,
