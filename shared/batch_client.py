@@ -7,9 +7,10 @@ from settings, never from a message).
 
 It speaks httpx: each request is an `httpx.Request` handed straight to an `httpx.AsyncBaseTransport`,
 and each answer an `httpx.Response`. No `httpx.AsyncClient` in between: its cookies, auth flow, redirect
-logic and environment proxies are all things this client must not do, and it costs CPU per request. The
-transport is aiohttp's connection pool (`shared.aiohttp_transport`), chosen by measurement: httpx's
-default transport costs 14-16x the CPU of an aiohttp request (bench/, the README's Benchmarks).
+logic and environment proxies are all things this client must not do, and it more than doubles the CPU
+per request. The transport is aiohttp's connection pool (`shared.aiohttp_transport`), chosen by
+measurement: httpx's default transport costs 12-16x the CPU of an aiohttp request (bench/, the README's
+Benchmarks). Every operation goes through `_send`: the token only ever travels to this client's endpoint.
 """
 
 from __future__ import annotations
