@@ -78,13 +78,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # A body given as bytes (the Batch client's: empty) is read without an await; a stream is awaited.
         given = request.stream
         body = b"".join(given) if isinstance(given, httpx.ByteStream) else await request.aread()
+        encoding = request.headers.encoding  # httpx's: ascii, else utf-8, else latin-1
         try:
             response = await session.request(
                 request.method,
                 # httpx parsed, validated and percent-encoded the URL already: yarl takes it as it is.
                 URL(str(request.url), encoded=True),
                 headers=[
-                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw
+                    (name.decode(encoding), value.decode(encoding)) for name, value in request.headers.raw
                 ],
                 data=body or None,
                 allow_redirects=False,
