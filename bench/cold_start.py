@@ -23,7 +23,7 @@ from bench.measure import Services, Size, app_env, child_env, median, run_child
 __all__ = ["HTTP_CLIENT_LIBRARIES", "ColdFigure", "measure_cold_start"]
 
 # What shared/batch_client.py sends its requests with: the one list to edit when that changes.
-HTTP_CLIENT_LIBRARIES: tuple[str, ...] = ("aiohttp",)
+HTTP_CLIENT_LIBRARIES: tuple[str, ...] = ("httpx", "aiohttp")
 # Looked for in the cold function process's sys.modules after its first message.
 _HTTP_CANDIDATES = ("aiohttp", "httpx", "httpx_aiohttp", "httpcore", "h11", "anyio", "requests", "urllib3")
 

@@ -47,10 +47,13 @@ API_VERSION = "2025-06-01"
 # Settings and identity variables the children get from us only, never from the caller's environment.
 _INHERITED_NOT = ("IDENTITY_", "MSI_", "IMDS_", "BATCH_", "ServiceBusConnection", "AZURE_", "DELETION_QUEUE")
 _PACKAGES = (
+    "httpx",
     "aiohttp",
     "yarl",
     "msgspec",
-    "httpx",
+    "httpx-aiohttp",
+    "httpcore",
+    "sniffio",
     "azure-core",
     "azure-identity",
     "azure-functions",

@@ -6,9 +6,11 @@ single-flight cache), DELETE through ``BatchClient``, decide, and one structured
 ``logging.StreamHandler`` formats as a JSON line (the local host's ``JsonLinesFormatter``, customDimensions
 and all) and writes to ``os.devnull``. The peers send the same DELETE with the same headers (a token
 fetched once): a bare aiohttp ``ClientSession``, the floor (asyncio streams, one keep-alive connection per
-concurrent sender, hand-written HTTP/1.1), ``httpx.AsyncClient`` with its default transport, and the
-azure-batch SDK's aio client, both its single request (``_delete_job_internal``, what ``begin_delete_job``
-sends first) and the public ``begin_delete_job(...)`` awaited to completion (it polls GET).
+concurrent sender, hand-written HTTP/1.1), ``httpx.AsyncClient`` with its default transport (httpcore) and
+over ``shared.aiohttp_transport``, and the azure-batch SDK's aio client, both its single request
+(``_delete_job_internal``, what ``begin_delete_job`` sends first) and the public ``begin_delete_job(...)``
+awaited to completion (it polls GET). Beside ``BatchClient`` alone, the same client with the maintained
+httpx-aiohttp package's transport in place of ours: the two candidates for what sits under httpx.
 
 Every client runs in a child process of its own (``python -m bench.path worker --case ...``) on the default
 asyncio loop, as the Functions worker does; CPU is that process's CPU time per message, and the Batch
@@ -55,7 +57,9 @@ __all__ = [
 # Case key -> what the report calls it.
 CASES = {
     "whole-path": "whole path: Processor.process (parse, token, BatchClient DELETE, decide, JSON log record)",
-    "batch-client": "BatchClient.delete_job alone (the app's client, a fixed token)",
+    "batch-client": "BatchClient.delete_job alone (httpx over shared.aiohttp_transport, a fixed token)",
+    "batch-client-httpx-aiohttp": "BatchClient with httpx-aiohttp's AiohttpTransport in place of ours",
+    "httpx-ours": "httpx.AsyncClient over shared.aiohttp_transport",
     "aiohttp": "raw aiohttp ClientSession",
     "floor": "floor: asyncio streams, keep-alive connections, hand-written HTTP/1.1",
     "httpx": "httpx.AsyncClient, default transport (httpcore)",
@@ -108,13 +112,19 @@ async def _whole_path(stack: AsyncExitStack) -> Send:
     return send
 
 
-async def _batch_client(stack: AsyncExitStack, url: str, token: str) -> Send:
+async def _batch_client(stack: AsyncExitStack, url: str, token: str, *, package: bool = False) -> Send:
     from shared.batch_client import BatchClient  # noqa: PLC0415
 
     async def fixed_token() -> str:
         return token
 
     client = BatchClient(url, fixed_token)
+    if package:
+        # The same requests through the maintained package's transport, on a session set up as ours is.
+        # BatchClient takes no transport (the app has one), so the bench swaps it in.
+        from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415
+
+        client._transport = AiohttpTransport(client=_package_session)
     stack.push_async_callback(client.aclose)
 
     async def send(_slot: int, n: int) -> None:
@@ -123,6 +133,19 @@ async def _batch_client(stack: AsyncExitStack, url: str, token: str) -> Send:
             raise RuntimeError(f"HTTP {response.status}")
 
     return send
+
+
+def _package_session() -> Any:
+    """An aiohttp session as shared.aiohttp_transport opens one, for httpx-aiohttp's transport."""
+    import aiohttp  # noqa: PLC0415
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=60.0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+    )
 
 
 async def _aiohttp(stack: AsyncExitStack, url: str, token: str) -> Send:
@@ -173,10 +196,12 @@ async def _floor(stack: AsyncExitStack, url: str, token: str) -> Send:
     return send
 
 
-async def _httpx(stack: AsyncExitStack, url: str, token: str) -> Send:
+async def _httpx(stack: AsyncExitStack, url: str, token: str, *, ours: bool = False) -> Send:
     import httpx  # noqa: PLC0415
 
-    client = httpx.AsyncClient()
+    from shared.aiohttp_transport import AiohttpTransport  # noqa: PLC0415
+
+    client = httpx.AsyncClient(transport=AiohttpTransport()) if ours else httpx.AsyncClient()
     stack.push_async_callback(client.aclose)
     params = {"api-version": API_VERSION}
 
@@ -239,14 +264,14 @@ async def _azure_batch(stack: AsyncExitStack, url: str, token: str, *, poll: boo
 async def _client(case: str, stack: AsyncExitStack, url: str, token: str) -> Send:
     if case == "whole-path":
         return await _whole_path(stack)
-    if case == "batch-client":
-        return await _batch_client(stack, url, token)
+    if case in ("batch-client", "batch-client-httpx-aiohttp"):
+        return await _batch_client(stack, url, token, package=case == "batch-client-httpx-aiohttp")
     if case == "aiohttp":
         return await _aiohttp(stack, url, token)
     if case == "floor":
         return await _floor(stack, url, token)
-    if case == "httpx":
-        return await _httpx(stack, url, token)
+    if case in ("httpx", "httpx-ours"):
+        return await _httpx(stack, url, token, ours=case == "httpx-ours")
     if case in ("azure-batch", "azure-batch-poller"):
         return await _azure_batch(stack, url, token, poll=case == "azure-batch-poller")
     raise SystemExit(f"unknown case {case!r}")

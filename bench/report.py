@@ -25,6 +25,7 @@ SECTIONS = (
     "6. Emulator headroom",
 )
 RATIO_TARGET = 2.0
+CLIENT_RATIO_TARGET = 1.3  # BatchClient alone
 IDEAL_SHARE_TARGET = 0.9
 RSS_TARGET_MB = 10.0
 COLD_TARGET = 1.2
@@ -53,8 +54,8 @@ class Results:
         [figure] = [f for f in self.peers if f.case == case and f.concurrency == concurrency]
         return figure
 
-    def ratio(self, concurrency: int) -> float:
-        return self.peer("whole-path", concurrency).cpu_us / self.peer("aiohttp", concurrency).cpu_us
+    def ratio(self, concurrency: int, case: str = "whole-path") -> float:
+        return self.peer(case, concurrency).cpu_us / self.peer("aiohttp", concurrency).cpu_us
 
     def latency_at(self, concurrency: int, case: str = "whole-path") -> LatencyFigure:
         [figure] = [f for f in self.latency if f.concurrency == concurrency and f.case == case]
@@ -86,12 +87,23 @@ def _targets(r: Results) -> list[str]:
                 _yes(ratio <= RATIO_TARGET),
             ]
         )
+    for c in r.size.concurrency:
+        ratio = r.ratio(c, "batch-client")
+        rows.append(
+            [
+                f"BatchClient alone CPU / raw aiohttp CPU, {c} concurrent, <= {CLIENT_RATIO_TARGET}",
+                f"{ratio:.2f}",
+                _yes(ratio <= CLIENT_RATIO_TARGET),
+            ]
+        )
     at64, at256 = r.latency_at(64), r.latency_at(256)
+    raw64 = r.latency_at(64, "aiohttp")
     rows.append(
         [
-            f"50 ms latency, 64 concurrent: >= {IDEAL_SHARE_TARGET:.0%} of ideal",
-            f"{at64.share:.0%} (raw aiohttp: {r.latency_at(64, 'aiohttp').share:.0%})",
-            _yes(at64.share >= IDEAL_SHARE_TARGET),
+            f"50 ms latency, 64 concurrent: >= {IDEAL_SHARE_TARGET:.0%} of ideal when raw aiohttp gets there",
+            f"{at64.share:.0%} (raw aiohttp: {raw64.share:.0%})",
+            # A machine on which raw aiohttp itself falls short says nothing about the function.
+            _yes(at64.share >= IDEAL_SHARE_TARGET or raw64.share < IDEAL_SHARE_TARGET),
         ]
     )
     rows.append(

@@ -5,9 +5,12 @@
 value, never follows a redirect, and sends the token only to the endpoint it was given (which comes
 from settings, never from a message).
 
-It speaks through aiohttp's client and connection pool directly, chosen by measurement: httpx's
-default transport cost 6-7x the CPU per request, and httpx over aiohttp's pool still about 2x a bare
-aiohttp request (bench/, the README's Benchmarks).
+It speaks httpx: each request is an `httpx.Request` handed straight to an `httpx.AsyncBaseTransport`,
+and each answer an `httpx.Response`. No `httpx.AsyncClient` in between: its cookies, auth flow, redirect
+logic and environment proxies are all things this client must not do, and it more than doubles the CPU
+per request. The transport is aiohttp's connection pool (`shared.aiohttp_transport`), chosen by
+measurement: httpx's default transport costs 12-16x the CPU of an aiohttp request (bench/, the README's
+Benchmarks). Every operation goes through `_send`: the token only ever travels to this client's endpoint.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlencode
 
-import aiohttp
-from yarl import URL
+import httpx
 
+from shared.aiohttp_transport import AiohttpTransport
 from shared.batch_errors import (
     MAX_RAW_ERROR_CHARS,
     BatchError,
@@ -49,7 +52,15 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 _SERVICE_DEFAULT_TIMEOUT = 30  # seconds; Batch uses it for absent or larger timeOut values
 _MAX_BODY = 64 * 1024
-_USER_AGENT = "batch-job-deleter/0.1 (+azure-functions; python)"
+_USER_AGENT = b"batch-job-deleter/0.1 (+azure-functions; python)"
+
+_NO_BODY = httpx.ByteStream(b"")
+_ANSWER_HEADERS = (
+    b"request-id",
+    b"client-request-id",
+    b"retry-after",
+    b"location",
+)  # in BatchResponse's order
 
 TokenGetter = Callable[[], Awaitable[str]]
 
@@ -91,6 +102,25 @@ class BatchResponse:
         return self.error.code if self.error else None
 
 
+class _HttpDateClock:
+    """Now as an RFC 7231 date, for `ocp-date`. It changes once a second, so it is formatted once a
+    second instead of per request (a cost per message the profile showed)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._text = format_datetime(datetime.fromtimestamp(second, UTC), usegmt=True)
+            self._second = second
+        return self._text
+
+
+_now_http_date = _HttpDateClock()
+
+
 def format_http_date(moment: datetime) -> str:
     """RFC 7231 IMF-fixdate, e.g. `Sat, 28 Nov 2026 10:00:00 GMT`."""
     if moment.tzinfo is None:
@@ -118,6 +148,22 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
+def _with_target(endpoint: httpx.URL, path: str, query: str) -> httpx.URL:
+    """``endpoint`` (no trailing slash) with ``path`` appended and ``query``: validated ASCII that needs no
+    more percent-encoding.
+
+    httpx parses and validates every URL it is given as text, character by character: the largest single
+    cost per request in the profile (15-30 µs, more than the rest of httpx's request and response together;
+    bench/, README "Benchmarks"). The endpoint was parsed once; this copies httpx's record of it with the
+    new path and query. It is httpx's private record (httpx is pinned to 0.28.x in requirements.txt):
+    tests/shared/test_batch_client.py pins that the result equals httpx's own parse of the same text.
+    """
+    url = httpx.URL(endpoint)
+    base = endpoint._uri_reference
+    url._uri_reference = base._replace(path=base.path + path, query=query)
+    return url
+
+
 def _header_value(name: str, value: str) -> str:
     if not _HEADER_VALUE.fullmatch(value):
         raise InvalidRequestError(name, "must be printable ASCII (no control characters)")
@@ -143,7 +189,7 @@ def build_request_parts(
     headers = {
         "client-request-id": client_request_id,
         "return-client-request-id": "true",
-        "ocp-date": format_http_date(datetime.now(UTC)),
+        "ocp-date": _now_http_date(),
         "content-length": "0",
     }
     if options.if_match is not None:
@@ -155,10 +201,6 @@ def build_request_parts(
     if options.if_unmodified_since is not None:
         headers["if-unmodified-since"] = format_http_date(options.if_unmodified_since)
     return f"/jobs/{job_id}", query, headers
-
-
-def _connector(max_connections: int) -> aiohttp.TCPConnector:
-    return aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=60.0)
 
 
 class BatchClient:
@@ -176,13 +218,15 @@ class BatchClient:
     ) -> None:
         # Settings validated it already; checking again keeps the token off unsafe hosts for any caller.
         self._endpoint = validate_endpoint(endpoint, "endpoint")
+        self._url = httpx.URL(self._endpoint)
+        self._host = self._url.netloc
         self._token = token
         self._api_version = api_version
         self._connect_timeout = connect_timeout
         self._margin = read_timeout_margin
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # by read timeout: at most 30 of them
+        self._transport: httpx.AsyncBaseTransport = AiohttpTransport(max_connections=max_connections)
+        # httpx's timeout extension, by read timeout: at most 30 distinct ones.
+        self._timeouts: dict[float, dict[str, float]] = {}
 
     @property
     def endpoint(self) -> str:
@@ -193,19 +237,6 @@ class BatchClient:
         service = min(time_out or _SERVICE_DEFAULT_TIMEOUT, _SERVICE_DEFAULT_TIMEOUT)
         return service + self._margin
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # No cookies, no proxies from the environment (trust_env=False), no default headers but ours;
-            # redirects are refused per request.
-            self._session = aiohttp.ClientSession(
-                connector=_connector(self._max_connections),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            )
-        return self._session
-
     async def delete_job(self, job_id: str, options: DeleteJobOptions | None = None) -> BatchResponse:
         """Send one Delete Job request and return Batch's answer, whatever its status.
 
@@ -213,74 +244,114 @@ class BatchClient:
         """
         options = options or DeleteJobOptions()
         path, query, headers = build_request_parts(job_id, options, api_version=self._api_version)
-        headers["authorization"] = "Bearer " + await self._token()
-        headers["user-agent"] = _USER_AGENT
-        # Every part is validated ASCII (job id pattern, api version and numbers), so the URL is given
-        # already encoded: yarl neither re-parses nor re-quotes it.
-        url = URL(f"{self._endpoint}{path}?{urlencode(query)}", encoded=True)
-        read_timeout = self.read_timeout(options.time_out)
-        timeout = self._timeouts.get(read_timeout)
-        if timeout is None:
-            timeout = self._timeouts[read_timeout] = aiohttp.ClientTimeout(
-                total=None, connect=self._connect_timeout, sock_read=read_timeout
-            )
-        session = self._open()
-        try:
-            async with session.request(
-                "DELETE", url, headers=headers, allow_redirects=False, timeout=timeout
-            ) as response:
-                body = await _read_limited(response, _MAX_BODY)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc) from None
+        response, body = await self._send("DELETE", path, query, headers, options.time_out)
         return _to_response(response, body, headers["client-request-id"])
 
+    async def _send(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], time_out: int | None
+    ) -> tuple[httpx.Response, bytes]:
+        """One request to this client's endpoint (and only there) with the bearer token: Batch's answer
+        and up to 64 KiB of its body. ``path``, ``query`` and ``headers`` are validated already.
+
+        Raises BatchTransportError when there is no answer (no status line).
+        """
+        token = await self._token()
+        # Every header as bytes, Host and Content-Length included, and the (empty) body as a stream: httpx
+        # then neither normalises the header names and values again nor re-derives Host and the body's
+        # headers, costs per request the profile showed. Every value is validated printable ASCII.
+        raw_headers = [(name.encode(), value.encode()) for name, value in headers.items()]
+        raw_headers += [
+            (b"host", self._host),
+            (b"user-agent", _USER_AGENT),
+            (b"authorization", b"Bearer " + token.encode("ascii")),
+        ]
+        request = httpx.Request(
+            method,
+            _with_target(self._url, path, urlencode(query)),
+            headers=raw_headers,
+            stream=_NO_BODY,
+            extensions={"timeout": self._timeout(time_out)},
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from None
+        try:
+            body = await _read_limited(response, _MAX_BODY)
+        finally:
+            await response.aclose()
+        return response, body
+
+    def _timeout(self, time_out: int | None) -> dict[str, float]:
+        read = self.read_timeout(time_out)
+        timeout = self._timeouts.get(read)
+        if timeout is None:
+            connect = self._connect_timeout
+            timeout = self._timeouts[read] = {
+                "connect": connect,
+                "read": read,
+                "write": connect,
+                "pool": connect,
+            }
+        return timeout
+
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._transport.aclose()
 
 
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
     """Up to ``limit`` bytes of the body. If the connection fails inside the body, what did arrive: the
     status line already is Batch's answer (a 202 means the deletion was accepted; a 400 will not change
     on a retry), so it is not turned into "no answer"."""
+    # The transport's stream itself: Response.aiter_raw() adds bookkeeping (a context manager, a chunker,
+    # a byte count) that cost more per message than reading an empty 202 does.
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("an async transport gives an async stream")
     chunks: list[bytes] = []
     size = 0
     try:
-        while size < limit:
-            chunk = await response.content.readany()
-            if not chunk:
-                break
+        async for chunk in stream:
             chunks.append(chunk)
             size += len(chunk)
-    except (aiohttp.ClientError, TimeoutError):
+            if size >= limit:
+                break
+    except httpx.TransportError:
         pass
     return b"".join(chunks)[:limit]
 
 
-def _to_response(response: aiohttp.ClientResponse, body: bytes, client_request_id: str) -> BatchResponse:
-    status = response.status
+def _to_response(response: httpx.Response, body: bytes, client_request_id: str) -> BatchResponse:
+    status = response.status_code
     error = None if 200 <= status < 300 else parse_batch_error(body)
     raw_body = None
     if error is None and body and not 200 <= status < 300:
         raw_body = body.decode("utf-8", errors="replace")[:MAX_RAW_ERROR_CHARS]
-    h = response.headers
+    # One pass over the raw headers, decoding only the four read (a repeated header: its first value);
+    # httpx's Headers.get() scans and decodes every header for each name, a cost the profile showed.
+    wanted: dict[bytes, str | None] = dict.fromkeys(_ANSWER_HEADERS)
+    encoding = response.headers.encoding  # as httpx decodes them: ascii, else utf-8, else latin-1
+    for name, value in response.headers.raw:
+        key = name.lower()
+        if key in wanted and wanted[key] is None:
+            wanted[key] = value.decode(encoding)
+    request_id, echoed, retry_after, location = wanted.values()
     return BatchResponse(
         status=status,
-        request_id=h.get("request-id"),
+        request_id=request_id,
         client_request_id=client_request_id,
-        echoed_client_request_id=h.get("client-request-id"),
+        echoed_client_request_id=echoed,
         error=error,
         raw_body=raw_body,
-        retry_after=parse_retry_after(h.get("retry-after")),
-        location=h.get("location"),
+        retry_after=parse_retry_after(retry_after),
+        location=location,
     )
 
 
-def _transport_error(exc: BaseException) -> BatchTransportError:
-    # aiohttp's ServerTimeoutError (and ConnectionTimeoutError) are TimeoutErrors too.
-    kind: Literal["timeout", "connection"] = "timeout" if isinstance(exc, TimeoutError) else "connection"
-    detail = type(exc).__name__
+def _transport_error(exc: httpx.TransportError) -> BatchTransportError:
+    kind: Literal["timeout", "connection"] = (
+        "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+    )
+    # The transport's messages name the failure and the host, never headers; keep them short anyway.
     text = str(exc)
-    # aiohttp's messages name the host and the failure, never headers; keep them short anyway.
-    return BatchTransportError(kind, f"{detail}: {text[:200]}" if text else detail)
+    return BatchTransportError(kind, text[:200] or type(exc).__name__)

@@ -11,13 +11,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
 from emulators import RunningProcess, start
 from emulators.control import BatchEmulator
-from shared.batch_client import BatchClient, DeleteJobOptions
+from shared.batch_client import BatchClient, DeleteJobOptions, _with_target
 from shared.batch_errors import BatchTransportError, InvalidRequestError
 from shared.identity import BatchToken
 from shared.settings import SettingsError
@@ -421,3 +423,27 @@ def test_read_timeout_follows_time_out() -> None:
             await c.aclose()
 
     asyncio.run(check())
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://acct.westeurope.batch.azure.com",
+        "https://acct.westeurope.batch.azure.com:443",
+        "https://batch.example.com/prefix/a%20b",
+        "http://127.0.0.1:8080",
+        "https://[::1]:8443",
+    ],
+)
+@pytest.mark.parametrize(
+    "query", [{"api-version": "2025-06-01"}, {"api-version": "a b&c=d/é", "timeOut": "30", "force": "true"}]
+)
+def test_request_urls_equal_what_httpx_parses(endpoint: str, query: dict[str, str]) -> None:
+    """The request URL, built from the endpoint's parsed form, is the one httpx makes of the same text."""
+    text = urlencode(query)
+    built = _with_target(httpx.URL(endpoint), "/jobs/Job_1-x", text)
+    parsed = httpx.URL(f"{endpoint}/jobs/Job_1-x?{text}")
+    assert built == parsed
+    assert str(built) == str(parsed)
+    assert (built.scheme, built.host, built.port) == (parsed.scheme, parsed.host, parsed.port)
+    assert (built.raw_path, built.path, built.params) == (parsed.raw_path, parsed.path, parsed.params)
