@@ -7,11 +7,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: venv lint typecheck test unit bench chaos schema demo up clean
+.PHONY: venv lint typecheck test unit bench chaos schema demo up clean lock
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install $(PIP_FLAGS) -r requirements-dev.txt
+	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r requirements-dev.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -49,6 +49,15 @@ CHAOS_MESSAGES ?= 2000
 CHAOS_SEED ?= 1
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --messages $(CHAOS_MESSAGES) --seed $(CHAOS_SEED)
+
+# requirements.txt and requirements-dev.txt are generated: every version pinned, every file hashed (what Azure's
+# remote build installs is exactly what the tests ran with). Edit the ranges in the .in files, then `make lock`;
+# `make lock UPGRADE=1` moves every pin to the newest release the ranges allow.
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	--no-emit-trusted-host --resolver=backtracking
+lock: $(STAMP)
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o requirements.txt requirements.in
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o requirements-dev.txt requirements-dev.in
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -155,7 +155,7 @@ def _with_target(endpoint: httpx.URL, path: str, query: str) -> httpx.URL:
     httpx parses and validates every URL it is given as text, character by character: the largest single
     cost per request in the profile (15-30 µs, more than the rest of httpx's request and response together;
     bench/, README "Benchmarks"). The endpoint was parsed once; this copies httpx's record of it with the
-    new path and query. It is httpx's private record (httpx is pinned to 0.28.x in requirements.txt):
+    new path and query. It is httpx's private record (requirements.in holds httpx to 0.28.x):
     tests/shared/test_batch_client.py pins that the result equals httpx's own parse of the same text.
     """
     url = httpx.URL(endpoint)
