@@ -6,7 +6,8 @@ connection (sometimes after deleting), times out, holds the request past the inv
 answers slowly (per job, for a few requests each; a few jobs fail for good); the identity
 endpoint fails (500/503, dropped, slow) at random moments and right before each host restart; both
 queues refuse incoming messages at random (``rejectSendRate``), so failure records and retry copies fail
-to send; every client connection to Service Bus is dropped (SIGUSR1); and the host is killed (SIGKILL)
+to send; the failure queue leaves some sends unanswered (``stallSendRate``), so the deadline cuts them
+off; every client connection to Service Bus is dropped (SIGUSR1); and the host is killed (SIGKILL)
 mid-message and started again with the same settings. Some jobs are protected by a stale ``ifMatch`` or
 an ``ifUnmodifiedSince`` in the past; some messages are invalid; some are sent twice with the same id.
 
@@ -74,6 +75,7 @@ class ChaosOptions:
     connection_drops: int = 2  # SIGUSR1 to the Service Bus emulator
     identity_outages: int = 4  # besides the one before each host restart
     reject_send_rate: float = 0.03  # on both queues
+    stall_send_rate: float = 0.01  # on the failure queue: a send never answered, cut off by the deadline
     lock_duration: float = 6.0  # a killed host's messages come back after this
     max_delivery_count: int = 10
     token_lifetime: int = 45  # seconds: tokens are refreshed (30 s after the last request) during the run
@@ -209,7 +211,8 @@ class Deployment:
                 f"forwardDeadLetteredMessagesTo={FAILED},rejectSendRate={rate},rejectSendSeed={seed}",
                 "--queue",
                 # as deployed: duplicate detection for a day (emulators/__main__.py)
-                f"{FAILED}:duplicateDetectionWindow=86400,rejectSendRate={rate},rejectSendSeed={seed + 1}",
+                f"{FAILED}:duplicateDetectionWindow=86400,rejectSendRate={rate},rejectSendSeed={seed + 1},"
+                f"stallSendRate={options.stall_send_rate}",
             )
         )
         self.conn = connection_string(self.service_bus.url)
@@ -482,6 +485,7 @@ def main() -> None:
     parser.add_argument("--connection-drops", type=int, default=defaults.connection_drops)
     parser.add_argument("--identity-outages", type=int, default=defaults.identity_outages)
     parser.add_argument("--reject-send-rate", type=float, default=defaults.reject_send_rate)
+    parser.add_argument("--stall-send-rate", type=float, default=defaults.stall_send_rate)
     parser.add_argument("--deadline", type=float, default=defaults.deadline, help="seconds")
     args = parser.parse_args()
     options = ChaosOptions(
@@ -491,6 +495,7 @@ def main() -> None:
         connection_drops=args.connection_drops,
         identity_outages=args.identity_outages,
         reject_send_rate=args.reject_send_rate,
+        stall_send_rate=args.stall_send_rate,
         deadline=args.deadline,
     )
     print(f"chaos run: {json.dumps(dataclasses.asdict(options))}", flush=True)
