@@ -220,6 +220,7 @@ class Deployment:
             "BATCH_ENDPOINT": batch.url,
             "DELETION_QUEUE": DELETIONS,
             "DEAD_LETTER_QUEUE": FAILED,
+            "VERIFY_DELETION_AFTER": "0",  # verification is not the point here
             "ServiceBusConnection": self.conn,
             "IDENTITY_ENDPOINT": self.identity.token_url,
             "IDENTITY_HEADER": IDENTITY_SECRET,
