@@ -10,7 +10,6 @@ and quick-retry rules, so that the processor only hands a verification message o
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +52,9 @@ class Finding(StrEnum):
     REFUSED = "refused"  # 401, 3xx, any other 4xx: looking again will not change it
 
 
+# Service Bus schedules any time ahead, but a look more than a week away helps nobody (as RETRY_DELAYS).
+_MAX_WAIT = 7 * 24 * 3600.0
+
 _LOOK_AGAIN = Verdict(Outcome.VERIFICATION_SCHEDULED, Action.DELAY)
 _STUCK = Verdict(Outcome.DELETION_STUCK, Action.RECORD)
 
@@ -91,7 +93,7 @@ def find(answer: Answer, deleted_at: datetime) -> Finding:
 def verify_verdict(finding: Finding, *, now: datetime, deleted_at: datetime, timeout: float) -> Verdict:
     """The verdict for a finding: looking again stops once `deleted_at + timeout` has passed."""
     verdict = VERIFY_RULES[finding]
-    if verdict.outcome is Outcome.VERIFICATION_SCHEDULED and now >= deleted_at + timedelta(seconds=timeout):
+    if verdict.outcome is Outcome.VERIFICATION_SCHEDULED and (now - deleted_at).total_seconds() >= timeout:
         return _STUCK
     return verdict
 
@@ -102,9 +104,9 @@ def next_verify_delay(
     """Seconds until verification `attempt + 1`, when `attempt` found the job still there: twice the
     previous wait (`after`, 2*after, 4*after, ...), cut at `deleted_at + timeout` so that the last look
     comes at most one wait past it (never less than `after`, so a late clock cannot make a busy loop)."""
-    wait = after * 2.0 ** min(max(attempt, 1), 40)  # attempt N waited after * 2**(N-1)
-    left = (deleted_at + timedelta(seconds=timeout) - now).total_seconds()
-    return max(min(wait, left), after) if math.isfinite(wait) else after
+    wait = min(after * 2.0 ** min(max(attempt, 1), 40), _MAX_WAIT)  # attempt N waited after * 2**(N-1)
+    left = timeout - (now - deleted_at).total_seconds()  # in seconds: a huge timeout cannot overflow a date
+    return max(min(wait, left), after)
 
 
 def is_verification(received: Received) -> bool:
@@ -165,7 +167,7 @@ def _duration(seconds: float) -> str:
     minutes = int(seconds // 60)
     if minutes < 1:
         return f"{int(seconds)} s"
-    if minutes < 120:
+    if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
 

@@ -271,7 +271,9 @@ def _invocation_deadline(env: Mapping[str, str]) -> float:
     return seconds
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool, example: str) -> float:
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, *, zero_ok: bool, example: str, most: float = math.inf
+) -> float:
     raw = _optional(env, name)
     if raw is None:
         return default
@@ -279,7 +281,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok) or seconds > most:
         kind = "a non-negative" if zero_ok else "a positive"
         raise SettingsError(name, f"{raw!r} is not {kind} number of seconds ({example})")
     return seconds
@@ -364,7 +366,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "VERIFY_DELETION_AFTER",
             DEFAULT_VERIFY_DELETION_AFTER,
             zero_ok=True,
-            example="e.g. 300; 0 turns verification off",
+            example="e.g. 300; 0 turns verification off; at most 7 days",
+            most=_MAX_RETRY_DELAY_SECONDS,
         ),
         verify_deletion_timeout=_seconds(
             env,

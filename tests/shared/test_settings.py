@@ -173,7 +173,7 @@ def test_verify_deletion_after_takes_zero_or_more(raw: str, seconds: float) -> N
 
 @pytest.mark.parametrize(
     ("name", "raw"),
-    [("VERIFY_DELETION_AFTER", r) for r in ("-1", "abc", "nan", "inf")]
+    [("VERIFY_DELETION_AFTER", r) for r in ("-1", "abc", "nan", "inf", "604801")]
     + [("VERIFY_DELETION_TIMEOUT", r) for r in ("0", "-5", "x", "inf")],
 )
 def test_malformed_verification_settings_are_refused(name: str, raw: str) -> None:
