@@ -82,3 +82,12 @@ def test_seed_rejects_bad_deletion_settings(batch_emulator: BatchHandle) -> None
             batch_emulator.control.add_job("bad-1", **spec)
         assert refused.value.response.status_code == 400
         assert key in refused.value.response.json()["error"]
+
+
+def test_a_job_seeded_mid_deletion_goes_after_its_delay(
+    batch: BatchClient, batch_emulator: BatchHandle
+) -> None:
+    """Seeded `deleting` with deleteDelayMs: 409 JobBeingDeleted to a DELETE, then gone (404)."""
+    batch_emulator.control.add_job("mid-1", state="deleting", deleteDelayMs=300)
+    assert_batch_error(batch.delete("mid-1"), 409, "JobBeingDeleted")
+    wait_until(lambda: batch.get("mid-1").status_code == 404)
