@@ -311,3 +311,16 @@ async def test_already_deleting_is_verified_and_zero_turns_it_off(
     batch_emulator.control.add_job("quiet-1")
     assert (await delete(off, "quiet-1"))[0].outcome == "Deleted"
     assert nothing_waiting(servicebus)
+
+
+async def test_a_refused_verification_message_makes_the_message_come_back(
+    make: Make, batch_emulator: BatchHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If Service Bus refuses the verification message, process() raises (the host abandons the message,
+    which comes back and finds the job deleting or gone) and logs Abandoned."""
+    processor = await make(DELETION_QUEUE="no-such-queue")
+    batch_emulator.control.add_job("unsent-1")
+    with pytest.raises(Exception, match=r"(?i)not.?found|no-such-queue"):
+        await delete(processor, "unsent-1")
+    (log,) = [r for r in caplog.records if r.name == "delete_job"]
+    assert log.outcome == "Abandoned"  # type: ignore[attr-defined]
