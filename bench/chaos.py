@@ -15,8 +15,13 @@ The producer's own sends are refused too (the deletion queue refuses any incomin
 again until they are taken, as any producer must, so the refusals of retry copies, which the function
 must survive, start with the first message.
 
-The accounting (``bench.chaos_accounting``): deleted or already gone, or exactly one failure record with
-the right reason, for every message id; zero lost, zero duplicate records, zero protected jobs deleted.
+Deletions are verified (contract section 6) with short settings: a few jobs never leave ``deleting``
+(their tasks "never terminate": the Batch emulator's ``deleteStuck``) and must each end with exactly one
+``DeletionStuck`` record; every other deleted job must be confirmed gone.
+
+The accounting (``bench.chaos_accounting``): deleted and confirmed or already gone, or exactly one failure
+record with the right reason, for every message id; zero lost, zero duplicate records, zero protected jobs
+deleted, zero deletions left unconfirmed.
 
     .venv/bin/python -m bench.chaos --messages 2000 --seed 1
 """
@@ -83,6 +88,11 @@ class ChaosOptions:
     quick_retry_delays: str = "0.05,0.1,0.2"
     invocation_deadline: float = 20.0  # a 'held' request is cut off at 15 s (a quarter is kept for the send)
     deadline: float = 600.0  # seconds for the whole run to quiesce
+    # Verification (contract section 6): looks at 1, 3, 7, 15 s...; a job still there after 30 s is stuck.
+    # 30 s outlasts an identity outage (the credential's retries are bounded to about 10 s) and a killed
+    # host's locks, so that only the stuck jobs end stuck.
+    verify_deletion_after: float = 1.0
+    verify_deletion_timeout: float = 30.0
 
 
 # --- the plan: what each message is, and what its job will suffer -------------------------------
@@ -91,7 +101,7 @@ class ChaosOptions:
 @dataclass(frozen=True)
 class Plan:
     message_id: str
-    kind: str  # normal, missing, protected, invalid
+    kind: str  # normal, missing, protected, invalid, stuck
     body: bytes
     job_id: str | None = None  # the job the message names
     seeded: bool = False  # the job exists at the start
@@ -140,13 +150,16 @@ _INVALID_BODIES: list[Callable[[str], dict[str, Any] | bytes]] = [
 
 
 def make_plans(count: int, seed: int) -> list[Plan]:
-    """55% normal jobs, 15% missing, 20% protected, 10% invalid messages; 5% of the first two sent twice."""
+    """52% normal jobs, 3% stuck ones (deleting for ever), 15% missing, 20% protected, 10% invalid
+    messages; 5% of the normal and missing ones sent twice."""
     rng = random.Random(seed)
     plans: list[Plan] = []
     for i in range(count):
         roll = rng.random()
         kind = (
             "normal"
+            if roll < 0.52
+            else "stuck"
             if roll < 0.55
             else "missing"
             if roll < 0.70
@@ -163,7 +176,7 @@ def make_plans(count: int, seed: int) -> list[Plan]:
             plans.append(Plan(message_id, kind, raw, job, seeded=seeded, must_survive=seeded))
             continue
         job = f"{kind[0]}-{i}"
-        faults = tuple(_batch_faults(rng))
+        faults = tuple(_batch_faults(rng)) if kind != "stuck" else ()
         request: dict[str, Any] = {"jobId": job, "reason": f"chaos run {seed}"}
         if kind == "protected":
             if rng.random() < 0.5:
@@ -223,6 +236,8 @@ class Deployment:
             "BATCH_ENDPOINT": batch.url,
             "DELETION_QUEUE": DELETIONS,
             "DEAD_LETTER_QUEUE": FAILED,
+            "VERIFY_DELETION_AFTER": str(options.verify_deletion_after),
+            "VERIFY_DELETION_TIMEOUT": str(options.verify_deletion_timeout),
             "ServiceBusConnection": self.conn,
             "IDENTITY_ENDPOINT": self.identity.token_url,
             "IDENTITY_HEADER": IDENTITY_SECRET,
@@ -360,14 +375,22 @@ def run(options: ChaosOptions, tmp: Path | None = None) -> Accounting:
     raise AssertionError("unreachable")  # ExitStack could swallow an exception, as far as mypy knows
 
 
+def _seed(batch: BatchEmulator, plans: list[Plan]) -> None:
+    """The jobs that exist at the start; a stuck plan's job never finishes deleting."""
+    seeded = [plan.job_id for plan in plans if plan.seeded and plan.job_id and plan.kind != "stuck"]
+    for first in range(0, len(seeded), 500):
+        batch.add_jobs(seeded[first : first + 500])
+    for plan in plans:
+        if plan.kind == "stuck" and plan.job_id:
+            batch.add_job(plan.job_id, deleteStuck=True)
+
+
 def _run(options: ChaosOptions, tmp: Path, stack: ExitStack) -> Accounting:
     rng = random.Random(options.seed)
     plans = make_plans(options.messages, options.seed)
     deployment = Deployment(stack, tmp, options)
     batch = deployment.batch
-    seeded = [plan.job_id for plan in plans if plan.seeded and plan.job_id]
-    for first in range(0, len(seeded), 500):
-        batch.add_jobs(seeded[first : first + 500])
+    _seed(batch, plans)
     fault_names: dict[str, str] = {}
     for plan in plans:
         for name, fault in plan.faults:
@@ -469,6 +492,7 @@ def _account(
         protected_deleted=problems.get("protected deleted", []),
         invalid_sent_to_batch=problems.get("invalid sent to Batch", []),
         unknown_records=problems.get("unknown records", []),
+        unconfirmed=problems.get("unconfirmed", []),
         pending=len(pending),
         quiesced=quiesced,
         wall_seconds=wall_seconds,

@@ -3,7 +3,9 @@ failure queue, the host's structured log, the Batch emulator's jobs and request 
 
 Per message id (a retry copy counts for the first message: ``originalMessageId``):
 
-- normal job: deleted (gone, or ``deleting``), or exactly one ``RetriesExhausted`` record;
+- normal job: deleted and confirmed gone (a ``DeletionConfirmed`` outcome, or ``AlreadyDeleted`` when a
+  later attempt found it gone itself), or exactly one ``RetriesExhausted`` record;
+- stuck job (its deletion never finishes): still ``deleting`` and exactly one ``DeletionStuck`` record;
 - missing job: an ``AlreadyDeleted`` (or ``Deleted``/``AlreadyDeleting``) outcome in the log, or one
   ``RetriesExhausted`` record;
 - protected job: still ``active``, never a 2xx DELETE in the request log, and exactly one
@@ -40,9 +42,12 @@ ALLOWED_REASONS = {
     "missing": {"RetriesExhausted", BROKER_DEAD_LETTER},
     "protected": {"PreconditionFailed", "RetriesExhausted", BROKER_DEAD_LETTER},
     "invalid": {"InvalidMessage", BROKER_DEAD_LETTER},
+    "stuck": {"DeletionStuck", BROKER_DEAD_LETTER},
 }
 _GONE_OUTCOMES = {"Deleted", "AlreadyDeleted", "AlreadyDeleting"}
-_RETRY_SUFFIX = re.compile(r":retry\d+$")
+# A deletion is confirmed when a verification found the job gone, or when a later DELETE did (404).
+_CONFIRMED_OUTCOMES = {"DeletionConfirmed", "AlreadyDeleted"}
+_RETRY_SUFFIX = re.compile(r":(retry|verify)\d+$")
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ def _text(value: Any) -> str:
 
 
 def root_of(message_id: str, properties: dict[Any, Any] | None) -> str:
-    """The first message's id: a retry copy names it in ``originalMessageId``."""
+    """The first message's id: a retry copy or a verification message names it in ``originalMessageId``."""
     for key, value in (properties or {}).items():
         if _text(key) == "originalMessageId":
             return _text(value)
@@ -160,6 +165,7 @@ class Accounting:
     protected_deleted: list[str]
     invalid_sent_to_batch: list[str]
     unknown_records: list[str]
+    unconfirmed: list[str]  # deleted, but no verification confirmed it gone
     pending: int  # messages left on the deletion queue or its dead-letter sub-queue
     quiesced: bool
     wall_seconds: float
@@ -175,6 +181,7 @@ class Accounting:
             or self.protected_deleted
             or self.invalid_sent_to_batch
             or self.unknown_records
+            or self.unconfirmed
             or self.pending
         )
 
@@ -208,6 +215,7 @@ class Accounting:
             f"protected deleted       {listed(self.protected_deleted)}",
             f"invalid sent to Batch   {listed(self.invalid_sent_to_batch)}",
             f"records for unknown ids {listed(self.unknown_records)}",
+            f"deleted, unconfirmed    {listed(self.unconfirmed)} (no DeletionConfirmed for a deleted job)",
             f"left on the queues      {self.pending}",
             f"quiesced                {self.quiesced}",
             f"wall time               {self.wall_seconds:.1f} s",
@@ -239,9 +247,13 @@ def judge(
         reason = records[0].reason
         problem = None if reason in ALLOWED_REASONS[expected.kind] else "wrong reason"
         deleted_after_all = expected.kind == "normal" and job_gone  # by a duplicate's later attempt
+        if expected.kind == "stuck" and (job is None or job["state"] != "deleting"):
+            problem = problem or "wrong reason"  # a DeletionStuck record for a job that is gone
         return ("deleted, and a " if deleted_after_all else "") + f"{reason} record", problem
     if expected.kind == "normal" and job_gone:
-        return "deleted", None
+        if _CONFIRMED_OUTCOMES.intersection(outcomes):
+            return "deleted, confirmed", None
+        return "deleted, not confirmed", "unconfirmed"
     if expected.kind == "missing" and _GONE_OUTCOMES.intersection(outcomes):
         return "already gone", None
     return "no record" + (", job still there" if job is not None else ""), "lost"

@@ -28,6 +28,11 @@ class Outcome(StrEnum):
     INVALID_MESSAGE = "InvalidMessage"
     RETRY_SCHEDULED = "RetryScheduled"
     RETRIES_EXHAUSTED = "RetriesExhausted"
+    # Verification (contract section 6; its table is delete_job/verification.py's VERIFY_RULES)
+    DELETION_CONFIRMED = "DeletionConfirmed"
+    RECREATED = "Recreated"
+    VERIFICATION_SCHEDULED = "VerificationScheduled"
+    DELETION_STUCK = "DeletionStuck"
     ABANDONED = "Abandoned"
 
 

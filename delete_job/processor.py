@@ -29,6 +29,7 @@ from delete_job.decision import Action, Answer, Outcome, decide
 from delete_job.records import Received, describe_failure, failure_record, redact, retry_copy
 from delete_job.request import DeletionRequest, InvalidMessageError, parse_request
 from delete_job.retry import QuickRetryPolicy, delayed_retry_delay
+from delete_job.verification import Verifier, is_verification
 from shared.batch_client import BatchClient, BatchResponse, DeleteJobOptions
 from shared.batch_errors import BatchTransportError, InvalidRequestError
 from shared.identity import BatchToken, TokenUnavailableError, create_credential
@@ -46,6 +47,8 @@ _MAX_SEND_RESERVE = 30.0
 _MIN_ATTEMPT_SECONDS = 5.0
 
 TokenGetter = Callable[[], Awaitable[str]]
+# Batch started deleting: contract section 6 checks later that the job is really gone.
+_VERIFIED = (Outcome.DELETED, Outcome.ALREADY_DELETING)
 
 # C0 and C1 controls, DEL and the Unicode line/paragraph separators: what a text log would split on or show.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -69,6 +72,10 @@ _LEVELS = {
     Outcome.INVALID_MESSAGE: logging.ERROR,
     Outcome.RETRIES_EXHAUSTED: logging.ERROR,
     Outcome.ABANDONED: logging.ERROR,
+    Outcome.DELETION_CONFIRMED: logging.INFO,
+    Outcome.RECREATED: logging.WARNING,
+    Outcome.VERIFICATION_SCHEDULED: logging.INFO,
+    Outcome.DELETION_STUCK: logging.ERROR,
 }
 
 
@@ -139,6 +146,21 @@ class Processor:
         self._now = now
         self._rand = rand
         self._policy = QuickRetryPolicy(delays=settings.quick_retry_delays)
+        # Contract section 6: verification messages, with this processor's client, token and deadline.
+        self._verifier = Verifier(
+            batch_client=batch_client,
+            token=token,
+            sender=sender,
+            sleep=sleep,
+            monotonic=monotonic,
+            now=now,
+            rand=rand,
+            policy=self._policy,
+            deletion_queue=settings.deletion_queue,
+            dead_letter_queue=settings.dead_letter_queue,
+            after=settings.verify_deletion_after,
+            timeout=settings.verify_deletion_timeout,
+        )
 
     @classmethod
     def create(cls, settings: Settings) -> Processor:
@@ -204,6 +226,11 @@ class Processor:
             result.job_id, result.account = exc.job_id, exc.account
             await self._invalid(received, result, exc.description, budget)
             return
+        if is_verification(received):  # contract section 6: look, never delete
+            await self._verifier.verify(
+                received, request=request, endpoint=endpoint, result=result, started=started, budget=budget
+            )
+            return
         try:
             answer = await self._delete_with_quick_retries(
                 endpoint, request, options, result, started, budget=budget
@@ -214,6 +241,8 @@ class Processor:
         verdict = decide(answer)
         result.outcome = verdict.outcome
         if verdict.action is Action.COMPLETE:
+            if verdict.outcome in _VERIFIED and self._settings.verify_deletion_after > 0:
+                await self._verifier.schedule_first(received, budget)
             return
         if verdict.action is Action.RECORD:
             await self._record(received, result, request, answer, verdict.outcome, budget=budget)

@@ -36,27 +36,31 @@ class Case:
 
 
 CASES = [
+    # A deletion Batch accepted is checked VERIFY_DELETION_AFTER (1 s here) later: DeletionConfirmed.
     Case(
-        "a finished workflow's job", {"jobId": "demo-nightly-42", "reason": "workflow 42 finished"}, "Deleted"
+        "a finished workflow's job",
+        {"jobId": "demo-nightly-42", "reason": "workflow 42 finished"},
+        "DeletionConfirmed",
     ),
     Case("a job that is already gone", {"jobId": "demo-gone"}, "AlreadyDeleted"),
-    Case("a job already being deleted", {"jobId": "demo-deleting"}, "AlreadyDeleting"),
+    Case("a job already being deleted", {"jobId": "demo-deleting"}, "DeletionConfirmed"),
+    Case("a job whose tasks never terminate", {"jobId": "demo-stuck"}, "DeletionStuck"),
     Case(
         "a protected job (stale If-Match)",
         {"jobId": "demo-protected", "ifMatch": "0x8D0000000000001"},
         "PreconditionFailed",
     ),
     Case("a misspelt precondition", {"jobId": "demo-typo", "ifmatch": "0x8D0000000000001"}, "InvalidMessage"),
-    Case("throttled once (429, Retry-After 1)", {"jobId": "demo-throttled"}, "Deleted"),
-    Case("Batch busy for a while (503)", {"jobId": "demo-busy"}, "Deleted"),
-    Case("a role assignment still applying (403 for 3 s)", {"jobId": "demo-new-role"}, "Deleted"),
+    Case("throttled once (429, Retry-After 1)", {"jobId": "demo-throttled"}, "DeletionConfirmed"),
+    Case("Batch busy for a while (503)", {"jobId": "demo-busy"}, "DeletionConfirmed"),
+    Case("a role assignment still applying (403 for 3 s)", {"jobId": "demo-new-role"}, "DeletionConfirmed"),
     Case("no permission on the account (403 for good)", {"jobId": "demo-forbidden"}, "RetriesExhausted"),
     Case("an account that refuses Entra ID (401)", {"jobId": "demo-unauthenticated"}, "BatchRejected"),
 ]
 
 
 def seed(batch: BatchEmulator) -> None:
-    batch.configure(deleteDelayMs=120_000)
+    batch.configure(deleteDelayMs=0)
     for job in (
         "demo-nightly-42",
         "demo-protected",
@@ -68,7 +72,9 @@ def seed(batch: BatchEmulator) -> None:
         "demo-unauthenticated",
     ):
         batch.add_job(job)
-    batch.add_job("demo-deleting", state="deleting")
+    # Stays `deleting` for ever: still there at each verification, DeletionStuck once
+    # VERIFY_DELETION_TIMEOUT (3 s here) has passed.
+    batch.add_job("demo-stuck", deleteStuck=True)
     batch.add_fault(match={"jobId": "demo-throttled"}, status=429, code="TooManyRequests", retryAfter="1")
     # Three answers of 503: the first attempt and both quick retries, so a delayed retry copy takes over.
     batch.add_fault(match={"jobId": "demo-busy"}, status=503, code="ServerBusy", times=3)
@@ -105,6 +111,8 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
             **settings,
             "RETRY_DELAYS": "2,2",
             "QUICK_RETRY_DELAYS": "0.2,0.4",
+            "VERIFY_DELETION_AFTER": "1",
+            "VERIFY_DELETION_TIMEOUT": "3",
         }
         batch = BatchEmulator(settings["BATCH_ENDPOINT"])
         seed(batch)
@@ -122,6 +130,9 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
                 ready_timeout=60,
             )
         )
+        # Seeded now, not with the others: mid-deletion for one more second, so that the request finds
+        # it `deleting` (AlreadyDeleting) and the verification finds it gone.
+        batch.add_job("demo-deleting", state="deleting", deleteDelayMs=1000)
         ids: dict[str, Case] = {}
         with (
             ServiceBusClient.from_connection_string(settings["ServiceBusConnection"]) as client,
@@ -141,7 +152,7 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
         while time.monotonic() < deadline:
             story = {}
             for record in outcomes(log_file):
-                first = str(record["messageId"]).split(":retry")[0]
+                first = str(record["messageId"]).split(":retry")[0].split(":verify")[0]
                 story.setdefault(first, []).append(record)
             if all(story.get(mid) and story[mid][-1]["outcome"] == c.final for mid, c in ids.items()):
                 break

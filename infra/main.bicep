@@ -32,6 +32,12 @@ param retryDelays string = '60,300,900,3600,14400'
 @description('Seconds one invocation may take (INVOCATION_DEADLINE): at most half of host.json functionTimeout (5 min), since the host restarts the whole worker on that timeout.')
 param invocationDeadline string = '120'
 
+@description('Seconds after a deletion to check that the job is gone (VERIFY_DELETION_AFTER); 0 turns the check off. Each check is one Batch GET and one scheduled message.')
+param verifyDeletionAfter string = '300'
+
+@description('Seconds after a deletion after which a job still not gone is reported DeletionStuck (VERIFY_DELETION_TIMEOUT).')
+param verifyDeletionTimeout string = '3600'
+
 @description('How long the failure queue remembers message ids (ISO 8601, at most P7D). Must exceed the longest RETRY_DELAYS step, so that one request never leaves two records.')
 param failureQueueDuplicateWindow string = 'P1D'
 
@@ -155,6 +161,8 @@ module functionApp 'app/function-app.bicep' = {
     batchEndpoints: [for i in range(0, length(batchAccountIdList)): batchAccess[i].outputs.endpoint]
     retryDelays: retryDelays
     invocationDeadline: invocationDeadline
+    verifyDeletionAfter: verifyDeletionAfter
+    verifyDeletionTimeout: verifyDeletionTimeout
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }

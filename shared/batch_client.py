@@ -15,12 +15,13 @@ Benchmarks). Every operation goes through `_send`: the token only ever travels t
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Literal
@@ -39,7 +40,9 @@ from shared.batch_errors import (
 from shared.settings import DEFAULT_API_VERSION, validate_endpoint
 
 __all__ = [
+    "JOB_SELECT",
     "BatchClient",
+    "BatchJob",
     "BatchResponse",
     "DeleteJobOptions",
     "format_http_date",
@@ -63,6 +66,20 @@ _ANSWER_HEADERS = (
 )  # in BatchResponse's order
 
 TokenGetter = Callable[[], Awaitable[str]]
+
+# What verification reads of a job (contract section 6): Batch's Get Job answers only these with $select
+# (learn.microsoft.com/rest/api/batchservice/job/get: "$select: An OData $select clause").
+JOB_SELECT = "id,state,creationTime,stateTransitionTime"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """The fields of a Get Job answer that verification reads; None = absent or unreadable."""
+
+    id: str | None
+    state: str | None
+    creation_time: datetime | None
+    state_transition_time: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +109,8 @@ class BatchResponse:
     # Retry-After in seconds (from seconds or an HTTP-date), when the answer carried one.
     retry_after: float | None
     location: str | None
+    # Get Job only: the job Batch described in a 2xx answer (None when the body was not a job).
+    job: BatchJob | None = None
 
     @property
     def ok(self) -> bool:
@@ -247,6 +266,24 @@ class BatchClient:
         response, body = await self._send("DELETE", path, query, headers, options.time_out)
         return _to_response(response, body, headers["client-request-id"])
 
+    async def get_job(
+        self, job_id: str, *, select: str = JOB_SELECT, client_request_id: str | None = None
+    ) -> BatchResponse:
+        """Send one Get Job request (`GET /jobs/{jobId}?$select=...`) and return Batch's answer, the job's
+        fields in `job` when it is a 2xx. The same headers as a delete, without preconditions.
+
+        Raises InvalidRequestError (nothing sent) or BatchTransportError (no answer).
+        """
+        options = DeleteJobOptions(client_request_id=client_request_id)
+        path, query, headers = build_request_parts(job_id, options, api_version=self._api_version)
+        query["$select"] = select
+        del headers["content-length"]  # a GET has no body
+        response, body = await self._send("GET", path, query, headers, None)
+        answer = _to_response(response, body, headers["client-request-id"])
+        if answer.ok:
+            answer = replace(answer, job=parse_job(body))
+        return answer
+
     async def _send(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], time_out: int | None
     ) -> tuple[httpx.Response, bytes]:
@@ -345,6 +382,34 @@ def _to_response(response: httpx.Response, body: bytes, client_request_id: str) 
         raw_body=raw_body,
         retry_after=parse_retry_after(retry_after),
         location=location,
+    )
+
+
+def _timestamp(value: object) -> datetime | None:
+    """An RFC 3339 date-time as Batch writes it (up to 7 fractional digits: Python keeps 6)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_job(body: bytes) -> BatchJob | None:
+    """The job in a Get Job answer's body, or None when the body is not a JSON object."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    job_id, state = data.get("id"), data.get("state")
+    return BatchJob(
+        id=job_id if isinstance(job_id, str) else None,
+        state=state if isinstance(state, str) else None,
+        creation_time=_timestamp(data.get("creationTime")),
+        state_transition_time=_timestamp(data.get("stateTransitionTime")),
     )
 
 

@@ -21,6 +21,8 @@ __all__ = [
     "DEFAULT_INVOCATION_DEADLINE",
     "DEFAULT_QUICK_RETRY_DELAYS",
     "DEFAULT_RETRY_DELAYS",
+    "DEFAULT_VERIFY_DELETION_AFTER",
+    "DEFAULT_VERIFY_DELETION_TIMEOUT",
     "PLATFORM_SETTING_NAMES",
     "SETTING_NAMES",
     "CredentialKind",
@@ -38,6 +40,9 @@ DEFAULT_RETRY_DELAYS: tuple[int, ...] = (60, 300, 900, 3600, 14400)
 DEFAULT_INVOCATION_DEADLINE = 120.0
 # Waits between the quick attempts inside one invocation (not in the contract: a tuning knob).
 DEFAULT_QUICK_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
+# Contract section 6: first check that a deleted job is gone after 5 min; report it stuck after 1 h.
+DEFAULT_VERIFY_DELETION_AFTER = 300.0
+DEFAULT_VERIFY_DELETION_TIMEOUT = 3600.0
 _MAX_QUICK_DELAY = 10.0
 _QUICK_BUDGET = 30.0
 
@@ -66,6 +71,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "INVOCATION_DEADLINE",
     "QUICK_RETRY_DELAYS",
     "BATCH_CREDENTIAL",
+    "VERIFY_DELETION_AFTER",
+    "VERIFY_DELETION_TIMEOUT",
 )
 # Set by Azure, never configured: read only to refuse the developer credential where Azure hosts the app.
 PLATFORM_SETTING_NAMES: tuple[str, ...] = ("WEBSITE_INSTANCE_ID",)
@@ -110,6 +117,8 @@ class Settings:
     credential: CredentialKind = "managed-identity"
     quick_retry_delays: tuple[float, ...] = DEFAULT_QUICK_RETRY_DELAYS
     invocation_deadline: float = DEFAULT_INVOCATION_DEADLINE
+    verify_deletion_after: float = DEFAULT_VERIFY_DELETION_AFTER  # 0 = never verify
+    verify_deletion_timeout: float = DEFAULT_VERIFY_DELETION_TIMEOUT
 
     def endpoint_for(self, account: str | None) -> str | None:
         """The Batch endpoint for a message's `account` (None = the default), or None if unlisted."""
@@ -262,6 +271,22 @@ def _invocation_deadline(env: Mapping[str, str]) -> float:
     return seconds
 
 
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, *, zero_ok: bool, example: str, most: float = math.inf
+) -> float:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok) or seconds > most:
+        kind = "a non-negative" if zero_ok else "a positive"
+        raise SettingsError(name, f"{raw!r} is not {kind} number of seconds ({example})")
+    return seconds
+
+
 def _service_bus(env: Mapping[str, str]) -> ServiceBusConnection:
     # As in the Functions host: a setting with the connection's own name is a connection string
     # and wins; otherwise the identity-based `__fullyQualifiedNamespace` form is used.
@@ -336,4 +361,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         credential=_credential(env),
         quick_retry_delays=_quick_retry_delays(env),
         invocation_deadline=_invocation_deadline(env),
+        verify_deletion_after=_seconds(
+            env,
+            "VERIFY_DELETION_AFTER",
+            DEFAULT_VERIFY_DELETION_AFTER,
+            zero_ok=True,
+            example="e.g. 300; 0 turns verification off; at most 7 days",
+            most=_MAX_RETRY_DELAY_SECONDS,
+        ),
+        verify_deletion_timeout=_seconds(
+            env,
+            "VERIFY_DELETION_TIMEOUT",
+            DEFAULT_VERIFY_DELETION_TIMEOUT,
+            zero_ok=False,
+            example="e.g. 3600",
+        ),
     )

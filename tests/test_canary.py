@@ -286,6 +286,7 @@ async def processor(
             "BATCH_ENDPOINT": batch_emulator.url,
             "DELETION_QUEUE": servicebus.queues.queue,
             "DEAD_LETTER_QUEUE": servicebus.queues.dedup,
+            "VERIFY_DELETION_AFTER": "0",  # verification is not the point here
             "ServiceBusConnection": servicebus.connection_string,
         }
     )

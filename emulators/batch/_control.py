@@ -6,6 +6,7 @@ No auth, JSON in and out, never written to the request log. Errors: ``{"error": 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,9 @@ from emulators.batch._model import JOB_ID, STATES, Job, new_job
 if TYPE_CHECKING:
     from emulators.batch._app import BatchEmulator
 
-_SEED_KEYS = frozenset({"id", "ids", "state", "eTag", "lastModified", "creationTime"})
+_SEED_KEYS = frozenset(
+    {"id", "ids", "state", "eTag", "lastModified", "creationTime", "deleteDelayMs", "deleteStuck"}
+)
 
 
 class ControlError(Exception):
@@ -67,6 +70,17 @@ def _seed(emulator: BatchEmulator, job_id: Any, spec: dict[str, Any]) -> Job:
         if not isinstance(spec["eTag"], str) or not spec["eTag"]:
             raise ControlError("eTag must be a non-empty string")
         job.etag = spec["eTag"]
+    if "deleteDelayMs" in spec:
+        delay = spec["deleteDelayMs"]
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise ControlError("deleteDelayMs must be a non-negative integer (milliseconds in deleting)")
+        job.delete_delay_ms = delay
+        if state == "deleting":  # seeded mid-deletion: gone that long from now
+            job.remove_at = time.monotonic() + delay / 1000
+    if "deleteStuck" in spec:
+        if not isinstance(spec["deleteStuck"], bool):
+            raise ControlError("deleteStuck must be a boolean (true: a deletion never finishes)")
+        job.delete_stuck = spec["deleteStuck"]
     emulator.store.put(job)
     return job
 

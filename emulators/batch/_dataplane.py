@@ -140,6 +140,9 @@ def check_query(operation: str, query: dict[str, str]) -> None:
             ) from None
         if not 1 <= seconds <= 2**31 - 1:
             raise _query_error("OutOfRangeQueryParameterValue", "timeOut", timeout, "Must be at least 1.")
+    select = query.get("$select")
+    if select is not None and not all(name.strip() for name in select.split(",")):
+        raise _query_error("InvalidQueryParameterValue", "$select", select, "Empty property name.")
     force = query.get("force")
     if force is not None and force.lower() not in ("true", "false"):
         raise _query_error("InvalidQueryParameterValue", "force", force, "Must be true or false.")
@@ -287,14 +290,23 @@ class DataPlane:
             return Response(304, headers)
         headers.append(("Content-Type", "application/json;odata=minimalmetadata"))
         body = job.to_json(self.base_url)
+        select = request.query.get("$select")
+        if select is not None:
+            # OData $select: only the named properties (learn.microsoft.com/rest/api/batchservice/job/get,
+            # "$select"). Inferred, not documented: a name that is no property selects nothing.
+            names = {name.strip() for name in select.split(",")}
+            body = {key: value for key, value in body.items() if key in names}
         body["odata.metadata"] = f"{self.base_url}/$metadata#jobs/@Element"
         return Response(200, headers, json.dumps(body, separators=(",", ":")).encode())
 
     def _delete(self, job: Job, context: Context) -> Response:
         if job.state == "terminating" and self.config.rejectDeleteWhileTerminating:
             raise BatchError("JobBeingTerminated")
-        delay_ms = self.config.deleteDelayMs
-        if delay_ms <= 0:
+        delay_ms = self.config.deleteDelayMs if job.delete_delay_ms is None else job.delete_delay_ms
+        if job.delete_stuck:
+            job.transition("deleting")  # and stays there: its tasks never terminate
+            job.complete_at = job.remove_at = None
+        elif delay_ms <= 0:
             self.store.remove(job.id)
         else:
             job.transition("deleting")

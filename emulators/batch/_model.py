@@ -110,6 +110,10 @@ class Job:
     # monotonic deadlines of pending transitions (None: the state stays until changed)
     remove_at: float | None = None
     complete_at: float | None = None
+    # How long a deletion of this job stays in `deleting` (None: the config's deleteDelayMs), and whether
+    # it never finishes (a job whose tasks cannot be terminated: contract section 6's DeletionStuck).
+    delete_delay_ms: int | None = None
+    delete_stuck: bool = False
 
     def touch(self, moment: datetime | None = None) -> None:
         """A modification: new lastModified and eTag."""

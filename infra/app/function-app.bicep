@@ -20,6 +20,8 @@ param batchAccountNames array
 param batchEndpoints array
 param retryDelays string
 param invocationDeadline string
+param verifyDeletionAfter string
+param verifyDeletionTimeout string
 param batchApiVersion string = '2025-06-01'
 param maximumInstanceCount int
 param instanceMemoryMB int
@@ -120,6 +122,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     BATCH_API_VERSION: batchApiVersion
     RETRY_DELAYS: retryDelays
     INVOCATION_DEADLINE: invocationDeadline
+    VERIFY_DELETION_AFTER: verifyDeletionAfter
+    VERIFY_DELETION_TIMEOUT: verifyDeletionTimeout
     // The host's: its storage and its telemetry, both by identity. The Application Insights connection
     // string holds no secret (an ingestion address and the component's id); with local auth off,
     // telemetry is accepted only with the identity's Entra token.

@@ -132,6 +132,7 @@ async def rig(
             "DEAD_LETTER_QUEUE": queues.forward_target,  # no duplicate detection: a second record shows
             "ServiceBusConnection": connection,
             "QUICK_RETRY_DELAYS": "none",
+            "VERIFY_DELETION_AFTER": "0",  # verification is not the point here
         }
     )
     processor = Processor.create(settings)

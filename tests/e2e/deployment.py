@@ -83,6 +83,7 @@ class Deployment:
             "IDENTITY_HEADER": identity.secret,
             "RETRY_DELAYS": "1,1",
             "QUICK_RETRY_DELAYS": "0.05,0.05",
+            "VERIFY_DELETION_AFTER": "0",  # on only where a test is about verification
             **(extra_settings or {}),
         }
         self.host = start(

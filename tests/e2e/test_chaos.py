@@ -25,7 +25,8 @@ SMALL = ChaosOptions(
 def test_chaos_loses_nothing_duplicates_nothing_and_deletes_no_protected_job(tmp_path: Path) -> None:
     """Every message ends deleted or already gone, or with one record of the right reason (one per request,
     even when a message came back after its retry copy was sent: contract section 5 names records after the
-    first message; never the same record twice); the chaos really happened: each kind of fault took
+    first message; never the same record twice); every deleted job is confirmed gone and each stuck one
+    reported once; the chaos really happened: each kind of fault took
     effect at least once."""
     accounting = run(SMALL, tmp_path)
     report = accounting.render()
@@ -38,6 +39,7 @@ def test_chaos_loses_nothing_duplicates_nothing_and_deletes_no_protected_job(tmp
     assert accounting.wrong_reason == [], report
     assert accounting.invalid_sent_to_batch == [], report
     assert accounting.unknown_records == [], report
+    assert accounting.unconfirmed == [], report  # every deleted job confirmed gone (contract section 6)
     assert accounting.pending == 0, report
     assert accounting.ok, report
     assert (accounting.host_restarts, accounting.connection_drops) == (1, 1)
@@ -49,6 +51,9 @@ def test_chaos_loses_nothing_duplicates_nothing_and_deletes_no_protected_job(tmp
     refused += accounting.faults["invocation abandoned: retry-copy send refused"]
     assert refused > 0, report
     reasons = accounting.records_by_reason
+    # Each stuck job (its deletion never finishes) leaves exactly one DeletionStuck record.
+    assert reasons["DeletionStuck"] == accounting.by_kind["stuck"] > 0, report
+    assert accounting.final_states["stuck: DeletionStuck record"] == accounting.by_kind["stuck"], report
     assert min(reasons["PreconditionFailed"], reasons["InvalidMessage"], reasons["RetriesExhausted"]) > 0, (
         report
     )

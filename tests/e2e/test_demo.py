@@ -52,12 +52,18 @@ def test_demo_shows_every_outcome_and_leaves_no_process() -> None:
         "RetryScheduled",
         "RetriesExhausted",
         "BatchRejected",
+        "DeletionConfirmed",
+        "VerificationScheduled",
+        "DeletionStuck",
     ):
         assert outcome in result.stdout, f"{outcome} missing from the demo's output:\n{result.stdout}"
-    assert "10 of 10 as expected" in result.stdout
+    assert "11 of 11 as expected" in result.stdout
     assert "RetryScheduled (403 AuthorizationFailure) -> " in result.stdout  # 403: delayed retries only
+    assert "Deleted (202) -> DeletionConfirmed (404 JobNotFound)" in result.stdout  # verified gone
+    assert "VerificationScheduled (200) -> DeletionStuck (200)" in result.stdout  # stuck in deleting
     table = result.stdout.split("The dead-letter queue, as an operator sees it:")[1]
-    for job in ("demo-protected", "demo-typo", "demo-forbidden", "demo-unauthenticated"):  # the four records
+    records = ("demo-protected", "demo-typo", "demo-forbidden", "demo-unauthenticated", "demo-stuck")
+    for job in records:  # the five records
         assert job in table, f"{job} missing from the dead-letter table:\n{table}"
     assert "Abandoned" not in result.stdout
     assert processes_of_run(marker) == set()

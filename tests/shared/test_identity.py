@@ -205,6 +205,7 @@ async def test_user_assigned_identity_uses_the_configured_client_id(
             "BATCH_ENDPOINT": "http://127.0.0.1:1",
             "DELETION_QUEUE": "q",
             "DEAD_LETTER_QUEUE": "dlq",
+            "VERIFY_DELETION_AFTER": "0",  # verification is not the point here
             "ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
             "AZURE_CLIENT_ID": client_id,
         }

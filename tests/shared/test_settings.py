@@ -53,6 +53,8 @@ def test_minimal_settings_get_documented_defaults() -> None:
     assert settings.api_version == DEFAULT_API_VERSION == "2025-06-01"
     assert settings.retry_delays == DEFAULT_RETRY_DELAYS == (60, 300, 900, 3600, 14400)
     assert settings.invocation_deadline == DEFAULT_INVOCATION_DEADLINE == 120
+    assert settings.verify_deletion_after == 300
+    assert settings.verify_deletion_timeout == 3600
     assert settings.batch_accounts == {}
     assert settings.client_id is None
     assert settings.credential == "managed-identity"
@@ -161,6 +163,24 @@ def test_malformed_invocation_deadline_is_refused(raw: str) -> None:
     error = error_for(env(INVOCATION_DEADLINE=raw))
     assert error.setting == "INVOCATION_DEADLINE"
     assert "positive number of seconds" in str(error)
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("0", 0.0), ("1", 1.0), (" 0.5 ", 0.5), ("600", 600.0)])
+def test_verify_deletion_after_takes_zero_or_more(raw: str, seconds: float) -> None:
+    """VERIFY_DELETION_AFTER is any non-negative number of seconds; 0 turns verification off."""
+    assert load_settings(env(VERIFY_DELETION_AFTER=raw)).verify_deletion_after == seconds
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("VERIFY_DELETION_AFTER", r) for r in ("-1", "abc", "nan", "inf", "604801")]
+    + [("VERIFY_DELETION_TIMEOUT", r) for r in ("0", "-5", "x", "inf")],
+)
+def test_malformed_verification_settings_are_refused(name: str, raw: str) -> None:
+    """A negative, non-numeric or infinite verification setting (or a zero timeout) is refused by name."""
+    error = error_for(env(**{name: raw}))
+    assert error.setting == name
+    assert "number of seconds" in str(error)
 
 
 def test_retry_delays_are_parsed() -> None:
