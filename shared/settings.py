@@ -66,6 +66,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "INVOCATION_DEADLINE",
     "QUICK_RETRY_DELAYS",
     "BATCH_CREDENTIAL",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
 )
 # Set by Azure, never configured: read only to refuse the developer credential where Azure hosts the app.
 PLATFORM_SETTING_NAMES: tuple[str, ...] = ("WEBSITE_INSTANCE_ID",)
@@ -110,6 +111,9 @@ class Settings:
     credential: CredentialKind = "managed-identity"
     quick_retry_delays: tuple[float, ...] = DEFAULT_QUICK_RETRY_DELAYS
     invocation_deadline: float = DEFAULT_INVOCATION_DEADLINE
+    # Where telemetry goes (shared/telemetry.py); None = no export. Not a secret: ingestion needs the
+    # identity's Entra token (local auth is off), but kept out of repr all the same.
+    telemetry_connection_string: str | None = field(default=None, repr=False)
 
     def endpoint_for(self, account: str | None) -> str | None:
         """The Batch endpoint for a message's `account` (None = the default), or None if unlisted."""
@@ -336,4 +340,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         credential=_credential(env),
         quick_retry_delays=_quick_retry_delays(env),
         invocation_deadline=_invocation_deadline(env),
+        telemetry_connection_string=_optional(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
     )

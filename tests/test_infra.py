@@ -37,8 +37,10 @@ HOST_SETTINGS = frozenset(
         "AzureWebJobsStorage__accountName",  # the host's storage, by identity (no shared key)
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
-        "APPLICATIONINSIGHTS_CONNECTION_STRING",  # where telemetry goes (no secret in it)
-        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",  # and that it is sent with the identity's token
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",  # the host's telemetry is sent with the identity's token
+        # The worker attaches the host's trace context to each invocation (OpenTelemetry, host.json
+        # telemetryMode); the app's own exporter reads APPLICATIONINSIGHTS_CONNECTION_STRING (SETTING_NAMES).
+        "PYTHON_ENABLE_OPENTELEMETRY",
     }
 )
 # Read by the code, never set in Azure.
