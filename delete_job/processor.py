@@ -144,11 +144,11 @@ class Processor:
         self._policy = QuickRetryPolicy(delays=settings.quick_retry_delays)
 
     @classmethod
-    def create(cls, settings: Settings) -> Processor:
+    def create(cls, settings: Settings, *, telemetry: AnyTelemetry | None = None) -> Processor:
         """The processor with real connections, for the running event loop: one credential and token
         cache, one Batch client per endpoint, one Service Bus sender (created only when needed)."""
         token = BatchToken(create_credential(settings))
-        telemetry = from_settings(
+        telemetry = telemetry or from_settings(
             settings.telemetry_connection_string,
             client_id=settings.client_id,
             accounts=settings.batch_accounts,

@@ -38,9 +38,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
     from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.trace import Span, TracerProvider
 
-__all__ = ["OFF", "AnyTelemetry", "Dependency", "Invocation", "Telemetry", "from_settings", "trace_parent"]
+__all__ = [
+    "OFF",
+    "AnyTelemetry",
+    "Dependency",
+    "Invocation",
+    "Telemetry",
+    "build_providers",
+    "from_settings",
+    "trace_parent",
+]
 
 _SCOPE = "batch-job-deleter"
 # OpenTelemetry severity numbers (logs data model): INFO 9, WARN 13, ERROR 17, FATAL 21.
@@ -275,6 +287,34 @@ def _installed_providers() -> tuple[TracerProvider, LoggerProvider, MeterProvide
     )
 
 
+def build_providers(
+    span_exporter: Any, log_exporter: Any, metric_reader: Any, *, batch: bool = True
+) -> tuple[SdkTracerProvider, SdkLoggerProvider, SdkMeterProvider]:
+    """SDK providers around the given exporters, as the deployed app uses them (the local host and the
+    tests build theirs here too, with ``batch=False``: each item is exported as it ends)."""
+    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider  # noqa: PLC0415
+    from opentelemetry.sdk._logs.export import (  # noqa: PLC0415
+        BatchLogRecordProcessor,
+        SimpleLogRecordProcessor,
+    )
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON  # noqa: PLC0415
+
+    resource = Resource.create({"service.name": _SCOPE})
+    # ALWAYS_ON, not the default ParentBased: a producer whose traceparent says "not sampled" must not
+    # make a failure disappear.
+    tracer = SdkTracerProvider(resource=resource, sampler=ALWAYS_ON)
+    tracer.add_span_processor((BatchSpanProcessor if batch else SimpleSpanProcessor)(span_exporter))
+    logger = SdkLoggerProvider(resource=resource)
+    log_processor = BatchLogRecordProcessor if batch else SimpleLogRecordProcessor
+    logger.add_log_record_processor(log_processor(log_exporter))
+    meter = SdkMeterProvider(metric_readers=[metric_reader], resource=resource)
+    return tracer, logger, meter
+
+
 def _azure_monitor(
     connection_string: str, client_id: str | None
 ) -> tuple[TracerProvider, LoggerProvider, MeterProvider]:
@@ -286,24 +326,12 @@ def _azure_monitor(
         AzureMonitorMetricExporter,
         AzureMonitorTraceExporter,
     )
-    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider  # noqa: PLC0415
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor  # noqa: PLC0415
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
-    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON  # noqa: PLC0415
 
     credential = ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
     options: dict[str, Any] = {"connection_string": connection_string, "credential": credential}
-    resource = Resource.create({"service.name": _SCOPE})
-    # ALWAYS_ON, not the default ParentBased: a producer whose traceparent says "not sampled" must not
-    # make a failure disappear.
-    tracer = SdkTracerProvider(resource=resource, sampler=ALWAYS_ON)
-    tracer.add_span_processor(BatchSpanProcessor(AzureMonitorTraceExporter(**options)))
-    logger = SdkLoggerProvider(resource=resource)
-    logger.add_log_record_processor(BatchLogRecordProcessor(AzureMonitorLogExporter(**options)))
-    reader = PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options))
-    meter = SdkMeterProvider(metric_readers=[reader], resource=resource)
-    return tracer, logger, meter
+    return build_providers(
+        AzureMonitorTraceExporter(**options),
+        AzureMonitorLogExporter(**options),
+        PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options)),
+    )
