@@ -175,10 +175,12 @@ def capture(name: str = "telemetry") -> Captured:
 
 
 def install(
-    name: str, out: TextIO | Path | None = None, *, metric_interval_ms: int = 500
+    name: str, out: TextIO | Path | None = None, *, metric_interval_ms: int = 500, otlp: bool = False
 ) -> Callable[[], None]:
     """Make SDK providers the process's own (the app then exports through them): every item is checked
-    for the canary and, with ``out``, written to it as one JSON line ``{"kind": ..., "item": {...}}``."""
+    for the canary and, with ``out``, written to it as one JSON line ``{"kind": ..., "item": {...}}``.
+    With ``otlp``, also sent to the OTLP/HTTP endpoint that the standard ``OTEL_EXPORTER_OTLP_*``
+    variables name (a local collector, Jaeger, Aspire's dashboard...), in batches."""
     sinks: list[Sink] = [_checked(name)]
     if out is not None:
         stream = out if not isinstance(out, Path) else out.open("a", encoding="utf-8", buffering=1)
@@ -191,8 +193,23 @@ def install(
                 stream.flush()
 
         sinks.append(write)
-    reader = PeriodicExportingMetricReader(_Metrics(sinks), export_interval_millis=metric_interval_ms)
-    tracer, logger, meter = build_providers(_Spans(sinks), _Logs(sinks), reader, batch=False)
+    readers: list[Any] = [
+        PeriodicExportingMetricReader(_Metrics(sinks), export_interval_millis=metric_interval_ms)
+    ]
+    if otlp:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+            OTLPMetricExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    tracer, logger, meter = build_providers(_Spans(sinks), _Logs(sinks), *readers, batch=False)
+    if otlp:
+        tracer.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        logger.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
     trace.set_tracer_provider(tracer)
     _logs.set_logger_provider(logger)
     metrics.set_meter_provider(meter)

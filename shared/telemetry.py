@@ -288,7 +288,7 @@ def _installed_providers() -> tuple[TracerProvider, LoggerProvider, MeterProvide
 
 
 def build_providers(
-    span_exporter: Any, log_exporter: Any, metric_reader: Any, *, batch: bool = True
+    span_exporter: Any, log_exporter: Any, *metric_readers: Any, batch: bool = True
 ) -> tuple[SdkTracerProvider, SdkLoggerProvider, SdkMeterProvider]:
     """SDK providers around the given exporters, as the deployed app uses them (the local host and the
     tests build theirs here too, with ``batch=False``: each item is exported as it ends)."""
@@ -311,7 +311,7 @@ def build_providers(
     logger = SdkLoggerProvider(resource=resource)
     log_processor = BatchLogRecordProcessor if batch else SimpleLogRecordProcessor
     logger.add_log_record_processor(log_processor(log_exporter))
-    meter = SdkMeterProvider(metric_readers=[metric_reader], resource=resource)
+    meter = SdkMeterProvider(metric_readers=list(metric_readers), resource=resource)
     return tracer, logger, meter
 
 

@@ -6,7 +6,8 @@ trigger's ``%SETTING%`` names, and feeds it from its queue with host.json's opti
 setting named by the trigger's ``connection`` holds a connection string, or ``<connection>__fullyQualified
 Namespace`` names a real namespace reached with the developer's Azure credential. A status endpoint
 (``GET /_host/stats``) listens on ``--port``; ``--telemetry FILE`` exports what the app's OpenTelemetry
-code emits (spans, log records, metrics) to FILE as JSON lines; the one stdout line ``Functions host
+code emits (spans, log records, metrics) to FILE as JSON lines (``-``: stderr), and
+``OTEL_EXPORTER_OTLP_ENDPOINT`` sends it to that OTLP/HTTP collector; the one stdout line ``Functions host
 listening on URL`` says that every trigger is receiving. SIGTERM/SIGINT stop receiving and let in-flight
 invocations finish. An invocation past host.json's ``functionTimeout`` restarts the worker, as Azure's
 host does (``_worker``).
@@ -156,10 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, json_file=args.log_file)
-    if args.telemetry:
+    otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))  # the standard variable: a collector
+    if args.telemetry or otlp:
         from emulators.telemetry import install  # noqa: PLC0415 - OpenTelemetry only when asked for
 
-        install("Functions host", sys.stderr if args.telemetry == "-" else Path(args.telemetry))
+        out = None if not args.telemetry else sys.stderr if args.telemetry == "-" else Path(args.telemetry)
+        install("Functions host", out, otlp=otlp)
     asyncio.run(serve(args, Path(args.app_dir).resolve()))
 
 
