@@ -277,7 +277,7 @@ class BatchClient:
         )
         # The dependency span (None when telemetry is off): method, URL and request ids, never a header.
         dependency = self._telemetry.dependency(
-            method, request.url, self._endpoint, headers.get("client-request-id")
+            method, request.url, self._url.host, headers.get("client-request-id")
         )
         status: int | None = None
         error: str | None = "cancelled"

@@ -203,7 +203,7 @@ var workbookContent = {
       content: {
         version: 'KqlItem/1.0'
         title: 'Batch request latency (ms): 50th, 95th, 99th percentile'
-        query: 'dependencies | where name startswith "Batch " | summarize percentiles(duration, 50, 95, 99) by bin(timestamp, 15m) | render timechart'
+        query: 'dependencies | where isnotempty(customDimensions["batch.client_request_id"]) | summarize percentiles(duration, 50, 95, 99) by bin(timestamp, 15m) | render timechart'
         queryType: 0
         resourceType: 'microsoft.insights/components'
         visualization: 'timechart'

@@ -131,6 +131,7 @@ async def test_deleted_exports_the_record_the_spans_and_the_counter(
     assert batch.attributes["batch.request_id"] == got.fields["requestId"]
     assert batch.attributes["batch.client_request_id"] == got.fields["clientRequestId"]
     assert "/jobs/nightly-42" in str(batch.attributes["url.full"])
+    assert batch.attributes["server.address"] == "127.0.0.1"  # a host name, as the convention says
     assert not any("authorization" in key.lower() for key in batch.attributes)
 
     assert got.outcomes() == {("Deleted", "default"): 1}
