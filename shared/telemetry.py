@@ -86,18 +86,17 @@ class Dependency:
     def end(self, status: int | None, request_id: str | None, error: str | None = None) -> None:
         elapsed_ms = (time.perf_counter() - self._started) * 1000
         span, labels = self._span, {"http.request.method": self._method}
+        attributes: dict[str, Any] = {}
         if status is not None:
-            span.set_attribute("http.response.status_code", status)
+            attributes["http.response.status_code"] = status
             labels["http.response.status_code"] = str(status)
         if request_id is not None:
-            span.set_attribute("batch.request_id", request_id)
+            attributes["batch.request_id"] = request_id
+        if error is not None:
+            attributes["error.type"] = labels["error.type"] = error
+        span.set_attributes(attributes)  # one call: the SDK checks every value it is given
         if error is not None or (status is not None and status >= 400):
-            from opentelemetry.trace import StatusCode  # noqa: PLC0415 - loaded already when on
-
-            span.set_status(StatusCode.ERROR, error)
-            if error is not None:
-                span.set_attribute("error.type", error)
-                labels["error.type"] = error
+            span.set_status(self._telemetry._error, error)
         span.end()
         self._telemetry._latency.record(elapsed_ms, labels)
 
@@ -114,33 +113,21 @@ class Invocation:
     def finish(self, level: int, text: str, fields: Mapping[str, Any]) -> None:
         telemetry, span = self._telemetry, self._span
         attributes = {name: value for name, value in fields.items() if value is not None}
-        for name in ("outcome", "jobId", "account", "clientRequestId", "messageId"):
-            if name in attributes:
-                span.set_attribute(name, attributes[name])
+        outcome = str(fields.get("outcome"))
+        # The span carries what a `requests` query filters on; the record carries every field, in the
+        # same operation (attributes are checked value by value: each one costs).
+        span.set_attributes({"outcome": outcome, "jobId": attributes.get("jobId", "")})
         if level >= logging.ERROR:
-            from opentelemetry.trace import StatusCode  # noqa: PLC0415 - loaded already when on
-
-            span.set_status(StatusCode.ERROR, str(fields.get("outcome")))
+            span.set_status(telemetry._error, outcome)
         # Emitted while the span is current: the record carries its trace and span ids (operation_Id).
         telemetry._logger.emit(
-            severity_number=_severity(level),
+            severity_number=telemetry._severity(level),
             severity_text=logging.getLevelName(level),
             body=text,
             attributes=attributes,
         )
-        telemetry._outcomes.add(
-            1,
-            {
-                "outcome": str(fields.get("outcome")),
-                "account": telemetry.account_label(fields.get("account")),
-            },
-        )
-
-
-def _severity(level: int) -> Any:
-    from opentelemetry._logs import SeverityNumber  # noqa: PLC0415 - loaded already when on
-
-    return SeverityNumber(_SEVERITY.get(level, 9))
+        account = telemetry.account_label(fields.get("account"))
+        telemetry._outcomes.add(1, {"outcome": outcome, "account": account})
 
 
 class Telemetry:
@@ -157,12 +144,15 @@ class Telemetry:
         accounts: Collection[str] = (),
         queue: str | None = None,
     ) -> None:
-        from opentelemetry.trace import SpanKind  # noqa: PLC0415 - only when telemetry is on
+        from opentelemetry._logs import SeverityNumber  # noqa: PLC0415 - only when telemetry is on
+        from opentelemetry.trace import SpanKind, StatusCode  # noqa: PLC0415
         from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
             TraceContextTextMapPropagator,
         )
 
         self._kind = SpanKind
+        self._error = StatusCode.ERROR
+        self._severities = {level: SeverityNumber(number) for level, number in _SEVERITY.items()}
         self._propagator = TraceContextTextMapPropagator()
         self._tracer = tracer_provider.get_tracer(_SCOPE)
         self._logger = logger_provider.get_logger(_SCOPE)
@@ -175,6 +165,9 @@ class Telemetry:
         )
         self._accounts = frozenset(accounts)
         self._queue = queue
+
+    def _severity(self, level: int) -> Any:
+        return self._severities.get(level) or self._severities[logging.INFO]
 
     def account_label(self, account: object) -> str:
         """The account as a metric label: a listed name, ``default``, or ``unlisted`` (an invalid message's
