@@ -272,3 +272,55 @@ async def test_no_answer_is_a_failed_dependency_span(
         assert span.attributes["error.type"] == "connection"
         assert "http.response.status_code" not in span.attributes
     assert "httpStatus" not in got.fields
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome", "status"),
+    [(None, "AlreadyDeleted", 404), ("deleting", "AlreadyDeleting", 409)],
+)
+async def test_already_deleted_and_deleting_are_exported(
+    processor: Processor,
+    batch_emulator: BatchHandle,
+    captured: Captured,
+    state: str | None,
+    outcome: str,
+    status: int,
+) -> None:
+    """404 JobNotFound and 409 JobBeingDeleted: quiet outcomes, counted, the span not failed."""
+    if state is not None:
+        batch_emulator.control.configure(deleteDelayMs=60_000)
+        batch_emulator.control.add_job("was-there", state=state)
+    await processor.process(received({"jobId": "was-there"}))
+    got = Exported(captured)
+    assert (got.fields["outcome"], got.fields["httpStatus"]) == (outcome, status)
+    assert got.invocation.status.status_code is StatusCode.UNSET
+    (batch,) = got.batch
+    assert batch.attributes is not None
+    assert batch.attributes["http.response.status_code"] == status
+    assert got.outcomes() == {(outcome, "default"): 1}
+
+
+async def test_abandoned_is_exported_before_the_exception_leaves(
+    batch_emulator: BatchHandle, servicebus: ServiceBusHandle, captured: Captured
+) -> None:
+    """The failure record cannot be sent (no such queue): process() raises, and the invocation's span,
+    record and count say Abandoned, the span failed."""
+    settings = load_settings(
+        {
+            "BATCH_ENDPOINT": batch_emulator.url,
+            "DELETION_QUEUE": servicebus.queues.queue,
+            "DEAD_LETTER_QUEUE": "no-such-queue",
+            "ServiceBusConnection": servicebus.connection_string,
+        }
+    )
+    batch_emulator.control.add_job("kept")
+    processor = Processor.create(settings, telemetry=captured.telemetry())
+    try:
+        with pytest.raises(Exception, match=r"(?i)not.?found|no-such-queue"):
+            await processor.process(received({"jobId": "kept", "ifMatch": "stale"}))
+    finally:
+        await processor.close()
+    got = Exported(captured)
+    assert got.fields["outcome"] == "Abandoned"
+    assert got.invocation.status.status_code is StatusCode.ERROR
+    assert got.outcomes() == {("Abandoned", "default"): 1}
