@@ -24,6 +24,19 @@ __all__ = ["HTTP_CLIENT_LIBRARIES", "ColdFigure", "measure_cold_start"]
 
 # What shared/batch_client.py sends its requests with: the one list to edit when that changes.
 HTTP_CLIENT_LIBRARIES: tuple[str, ...] = ("httpx", "aiohttp")
+# What telemetry on cannot avoid (shared/telemetry.py): the Azure Monitor exporter and the OpenTelemetry
+# SDK parts, the lightest set-up Microsoft documents (the azure-monitor-opentelemetry distro imports these
+# and its instrumentations too), and azure-identity's sync credential the exporters authenticate with.
+TELEMETRY_LIBRARIES: tuple[str, ...] = (
+    "azure.monitor.opentelemetry.exporter",
+    "opentelemetry.sdk.trace",
+    "opentelemetry.sdk._logs",
+    "opentelemetry.sdk.metrics",
+    "azure.identity",
+)
+# Where the telemetry-on cold process "sends": a stand-in that is not Application Insights (the Batch
+# emulator, which refuses the POST): the import and set-up are what is measured, not an upload.
+_INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
 # Looked for in the cold function process's sys.modules after its first message.
 _HTTP_CANDIDATES = ("aiohttp", "httpx", "httpx_aiohttp", "httpcore", "h11", "anyio", "requests", "urllib3")
 
@@ -113,6 +126,22 @@ class ColdFigure:
     http_imported: list[str]  # HTTP libraries in the function process after its first message
     libraries_http: list[str]  # ... and in the libraries-only process
     libraries: tuple[str, ...]
+    # The same with telemetry on (APPLICATIONINSIGHTS_CONNECTION_STRING set), against the unavoidable
+    # imports plus TELEMETRY_LIBRARIES.
+    telemetry_ms: float = 0.0
+    telemetry_cpu_ms: float = 0.0
+    telemetry_libraries_ms: float = 0.0
+    telemetry_libraries_cpu_ms: float = 0.0
+    telemetry_process_ms: float = 0.0
+    telemetry_libraries_process_ms: float = 0.0
+
+    @property
+    def telemetry_ratio(self) -> float:
+        return self.telemetry_ms / self.telemetry_libraries_ms
+
+    @property
+    def telemetry_cpu_ratio(self) -> float:
+        return self.telemetry_cpu_ms / self.telemetry_libraries_cpu_ms
 
     @property
     def ratio(self) -> float:
@@ -145,17 +174,33 @@ def measure_cold_start(s: Services, size: Size) -> ColdFigure:
     libraries_code = _LIBRARIES.replace("LIBRARIES", repr(HTTP_CLIENT_LIBRARIES)).replace(
         "CANDIDATES", repr(_HTTP_CANDIDATES)
     )
+    telemetry_libraries_code = libraries_code.replace(
+        "for name in", f"for name in {TELEMETRY_LIBRARIES!r} + "
+    )
     env = child_env(app_env(s))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # the bytecode cache is part of a deployed app
+    telemetry_env = {
+        **env,
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+            f"InstrumentationKey={_INSTRUMENTATION_KEY};IngestionEndpoint={s.batch_url}/"
+        ),
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",  # its usage reports go to Microsoft
+    }
     # One untimed run of each first: a fresh clone has no bytecode cache yet; "cold" is a new process.
-    _timed(function_code, env)
-    _timed(libraries_code, env)
-    functions: list[tuple[dict[str, Any], float]] = []
-    libraries: list[tuple[dict[str, Any], float]] = []
-    for _ in range(size.cold_runs):  # interleaved, so drift hits both alike
-        functions.append(_timed(function_code, env))
-        libraries.append(_timed(libraries_code, env))
-    for line, _ in functions:
+    kinds = [
+        (function_code, env),
+        (libraries_code, env),
+        (function_code, telemetry_env),
+        (telemetry_libraries_code, env),
+    ]
+    for code, kind_env in kinds:
+        _timed(code, kind_env)
+    runs: list[list[tuple[dict[str, Any], float]]] = [[] for _ in kinds]
+    for _ in range(size.cold_runs):  # interleaved, so drift hits all alike
+        for code_runs, (code, kind_env) in zip(runs, kinds, strict=True):
+            code_runs.append(_timed(code, kind_env))
+    functions, libraries, telemetry, telemetry_libraries = runs
+    for line, _ in functions + telemetry:
         if line["outcomes"] != ["Deleted"]:
             raise RuntimeError(f"the cold function's first message did not end in a deletion: {line}")
     last = functions[-1][0]
@@ -174,6 +219,12 @@ def measure_cold_start(s: Services, size: Size) -> ColdFigure:
         http_imported=list(last["http"]),
         libraries_http=list(libraries[-1][0]["http"]),
         libraries=HTTP_CLIENT_LIBRARIES,
+        telemetry_ms=_ms(telemetry, "total", 0),
+        telemetry_cpu_ms=_ms(telemetry, "total", 1),
+        telemetry_libraries_ms=_ms(telemetry_libraries, "total", 0),
+        telemetry_libraries_cpu_ms=_ms(telemetry_libraries, "total", 1),
+        telemetry_process_ms=median([wall * 1000 for _, wall in telemetry]),
+        telemetry_libraries_process_ms=median([wall * 1000 for _, wall in telemetry_libraries]),
     )
 
 

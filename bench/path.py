@@ -57,6 +57,8 @@ __all__ = [
 # Case key -> what the report calls it.
 CASES = {
     "whole-path": "whole path: Processor.process (parse, token, BatchClient DELETE, decide, JSON log record)",
+    "whole-path-telemetry": "the whole path with telemetry on (shared/telemetry.py: Azure Monitor exporters;"
+    " a stand-in refuses the uploads)",
     "batch-client": "BatchClient.delete_job alone (httpx over shared.aiohttp_transport, a fixed token)",
     "batch-client-httpx-aiohttp": "BatchClient with httpx-aiohttp's AiohttpTransport in place of ours",
     "httpx-ours": "httpx.AsyncClient over shared.aiohttp_transport",
@@ -87,13 +89,23 @@ def _headers(token: str) -> dict[str, str]:
     }
 
 
-async def _whole_path(stack: AsyncExitStack) -> Send:
+async def _whole_path(stack: AsyncExitStack, *, telemetry: bool = False) -> Send:
     from delete_job.decision import Outcome  # noqa: PLC0415 - only this case loads the app
     from delete_job.processor import Processor  # noqa: PLC0415
     from delete_job.records import Received  # noqa: PLC0415
     from shared.settings import load_settings  # noqa: PLC0415
 
-    processor = Processor.create(load_settings())
+    env = dict(os.environ)
+    if telemetry:
+        # The production set-up (spans, records, metrics batched to the Azure Monitor exporters, which
+        # convert and upload them from their own threads, counted here), uploading to the Batch emulator:
+        # it answers 404, which the exporter drops without keeping anything for a retry.
+        endpoint = env["BATCH_ENDPOINT"]
+        key = "00000000-0000-0000-0000-000000000000"
+        env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = (
+            f"InstrumentationKey={key};IngestionEndpoint={endpoint}/"
+        )
+    processor = Processor.create(load_settings(env))
     stack.push_async_callback(processor.close)
     enqueued = datetime.now(UTC)
 
@@ -262,8 +274,8 @@ async def _azure_batch(stack: AsyncExitStack, url: str, token: str, *, poll: boo
 
 
 async def _client(case: str, stack: AsyncExitStack, url: str, token: str) -> Send:
-    if case == "whole-path":
-        return await _whole_path(stack)
+    if case in ("whole-path", "whole-path-telemetry"):
+        return await _whole_path(stack, telemetry=case == "whole-path-telemetry")
     if case in ("batch-client", "batch-client-httpx-aiohttp"):
         return await _batch_client(stack, url, token, package=case == "batch-client-httpx-aiohttp")
     if case == "aiohttp":

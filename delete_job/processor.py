@@ -35,6 +35,7 @@ from shared.batch_errors import BatchTransportError, InvalidRequestError
 from shared.identity import BatchToken, TokenUnavailableError, create_credential
 from shared.servicebus import OutgoingMessage, QueueSender
 from shared.settings import Settings
+from shared.telemetry import OFF, AnyTelemetry, from_settings
 
 __all__ = ["Processor", "Result", "one_line"]
 
@@ -135,8 +136,10 @@ class Processor:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
         close: Callable[[], Awaitable[None]] | None = None,
+        telemetry: AnyTelemetry = OFF,
     ) -> None:
         self._settings = settings
+        self._telemetry = telemetry
         self._close = close
         self._batch_client = batch_client
         self._sender = sender  # called only when something must be sent: the happy path never is
@@ -163,17 +166,25 @@ class Processor:
         )
 
     @classmethod
-    def create(cls, settings: Settings) -> Processor:
+    def create(cls, settings: Settings, *, telemetry: AnyTelemetry | None = None) -> Processor:
         """The processor with real connections, for the running event loop: one credential and token
         cache, one Batch client per endpoint, one Service Bus sender (created only when needed)."""
         token = BatchToken(create_credential(settings))
+        telemetry = telemetry or from_settings(
+            settings.telemetry_connection_string,
+            client_id=settings.client_id,
+            accounts=settings.batch_accounts,
+            queue=settings.deletion_queue,
+        )
         clients: dict[str, BatchClient] = {}
         senders: list[QueueSender] = []
 
         def batch_client(endpoint: str) -> BatchClient:
             client = clients.get(endpoint)
             if client is None:
-                client = clients[endpoint] = BatchClient(endpoint, token, api_version=settings.api_version)
+                client = clients[endpoint] = BatchClient(
+                    endpoint, token, api_version=settings.api_version, telemetry=telemetry
+                )
             return client
 
         def sender() -> QueueSender:
@@ -188,7 +199,9 @@ class Processor:
                 await queue_sender.close()
             await token.close()
 
-        return cls(settings, batch_client=batch_client, sender=sender, token=token, close=close)
+        return cls(
+            settings, batch_client=batch_client, sender=sender, token=token, close=close, telemetry=telemetry
+        )
 
     async def close(self) -> None:
         """Close the connections the processor opened (tests, shutdown)."""
@@ -198,13 +211,15 @@ class Processor:
     async def process(self, received: Received) -> Result:
         started = self._monotonic()
         result = Result()
-        try:
-            await self._process(received, result, started)
-        except BaseException as exc:
-            result.outcome = Outcome.ABANDONED
-            self._log(received, result, started, f"{type(exc).__name__}: {redact(str(exc))[:500]}")
-            raise
-        self._log(received, result, started, None)
+        with self._telemetry.invocation(received.message_id, received.application_properties) as span:
+            try:
+                await self._process(received, result, started)
+            except BaseException as exc:
+                result.outcome = Outcome.ABANDONED
+                error = f"{type(exc).__name__}: {redact(str(exc))[:500]}"
+                self._log(received, result, started, error, span)
+                raise
+            self._log(received, result, started, None, span)
         return result
 
     async def _process(self, received: Received, result: Result, started: float) -> None:
@@ -357,7 +372,7 @@ class Processor:
         )
         await self._send(self._settings.dead_letter_queue, record, budget)
 
-    def _log(self, received: Received, result: Result, started: float, error: str | None) -> None:
+    def _log(self, received: Received, result: Result, started: float, error: str | None, span: Any) -> None:
         fields: dict[str, Any] = {
             "outcome": str(result.outcome),
             "jobId": result.job_id,
@@ -377,4 +392,7 @@ class Processor:
             text += f", Batch answered {result.http_status} {result.batch_error_code or ''}".rstrip()
         if error:
             text += f"; {error}"
-        log.log(_LEVELS[result.outcome], one_line(text), extra=fields)
+        level = _LEVELS[result.outcome]
+        log.log(level, one_line(text), extra=fields)
+        if span is not None:  # telemetry on (shared/telemetry.py): the same record, as OpenTelemetry
+            span.finish(level, one_line(text), fields)

@@ -126,6 +126,8 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
                 str(empty),
                 "--log-file",
                 str(log_file),
+                # DEMO_TELEMETRY=- (stderr) or a file: the app's OpenTelemetry spans, records and metrics
+                *(("--telemetry", env["DEMO_TELEMETRY"]) if env.get("DEMO_TELEMETRY") else ()),
                 env=app_env,
                 ready_timeout=60,
             )

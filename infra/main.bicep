@@ -67,6 +67,12 @@ param operatorPrincipalId string = ''
 ])
 param operatorPrincipalType string = 'User'
 
+@description('Optional: an e-mail address that receives the alerts (an action group). Empty = alerts show in the portal only.')
+param alertEmail string = ''
+
+@description('Active messages on the deletion queue, averaged over 15 minutes, that raise the backlog alert.')
+param deletionBacklogThreshold int = 1000
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var batchAccountIdList = filter(map(split(batchAccountIds, ','), id => trim(id)), id => !empty(id))
@@ -165,6 +171,22 @@ module functionApp 'app/function-app.bicep' = {
     verifyDeletionTimeout: verifyDeletionTimeout
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+// Alerts (failure queue, deletion backlog, deletions given up) and the operators' workbook.
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    deletionQueueName: serviceBus.outputs.deletionQueueName
+    deadLetterQueueName: serviceBus.outputs.deadLetterQueueName
+    alertEmail: alertEmail
+    deletionBacklogThreshold: deletionBacklogThreshold
   }
 }
 

@@ -38,6 +38,7 @@ from shared.batch_errors import (
     parse_batch_error,
 )
 from shared.settings import DEFAULT_API_VERSION, validate_endpoint
+from shared.telemetry import OFF, AnyTelemetry
 
 __all__ = [
     "JOB_SELECT",
@@ -234,6 +235,7 @@ class BatchClient:
         max_connections: int = 512,
         connect_timeout: float = 10.0,
         read_timeout_margin: float = 10.0,
+        telemetry: AnyTelemetry = OFF,
     ) -> None:
         # Settings validated it already; checking again keeps the token off unsafe hosts for any caller.
         self._endpoint = validate_endpoint(endpoint, "endpoint")
@@ -243,6 +245,7 @@ class BatchClient:
         self._api_version = api_version
         self._connect_timeout = connect_timeout
         self._margin = read_timeout_margin
+        self._telemetry = telemetry
         self._transport: httpx.AsyncBaseTransport = AiohttpTransport(max_connections=max_connections)
         # httpx's timeout extension, by read timeout: at most 30 distinct ones.
         self._timeouts: dict[float, dict[str, float]] = {}
@@ -309,14 +312,27 @@ class BatchClient:
             stream=_NO_BODY,
             extensions={"timeout": self._timeout(time_out)},
         )
+        # The dependency span (None when telemetry is off): method, URL and request ids, never a header.
+        dependency = self._telemetry.dependency(
+            method, request.url, self._url.host, headers.get("client-request-id")
+        )
+        status: int | None = None
+        error: str | None = "cancelled"
         try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.TransportError as exc:
-            raise _transport_error(exc) from None
-        try:
-            body = await _read_limited(response, _MAX_BODY)
+            try:
+                response = await self._transport.handle_async_request(request)
+            except httpx.TransportError as exc:
+                failure = _transport_error(exc)
+                error = failure.kind
+                raise failure from None
+            status, error = response.status_code, None
+            try:
+                body = await _read_limited(response, _MAX_BODY)
+            finally:
+                await response.aclose()
         finally:
-            await response.aclose()
+            if dependency is not None:
+                dependency.end(status, response.headers.get("request-id") if status else None, error)
         return response, body
 
     def _timeout(self, time_out: int | None) -> dict[str, float]:

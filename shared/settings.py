@@ -73,6 +73,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "BATCH_CREDENTIAL",
     "VERIFY_DELETION_AFTER",
     "VERIFY_DELETION_TIMEOUT",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
 )
 # Set by Azure, never configured: read only to refuse the developer credential where Azure hosts the app.
 PLATFORM_SETTING_NAMES: tuple[str, ...] = ("WEBSITE_INSTANCE_ID",)
@@ -119,6 +120,9 @@ class Settings:
     invocation_deadline: float = DEFAULT_INVOCATION_DEADLINE
     verify_deletion_after: float = DEFAULT_VERIFY_DELETION_AFTER  # 0 = never verify
     verify_deletion_timeout: float = DEFAULT_VERIFY_DELETION_TIMEOUT
+    # Where telemetry goes (shared/telemetry.py); None = no export. Not a secret: ingestion needs the
+    # identity's Entra token (local auth is off), but kept out of repr all the same.
+    telemetry_connection_string: str | None = field(default=None, repr=False)
 
     def endpoint_for(self, account: str | None) -> str | None:
         """The Batch endpoint for a message's `account` (None = the default), or None if unlisted."""
@@ -376,4 +380,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             zero_ok=False,
             example="e.g. 3600",
         ),
+        telemetry_connection_string=_optional(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
     )

@@ -5,7 +5,8 @@ At start-up the session puts a fresh ``CANARY-<hex>`` in ``EMULATOR_CANARY`` and
 identity endpoint embeds the canary in every token it issues, and the emulators and the local host
 report where they see it other than a Batch ``Authorization`` header. In this process, every log record
 of every logger down to DEBUG (message, arguments, custom dimensions, the exception and its chain),
-every test report (failure text, captured output and logs) and every warning is checked. Any sighting,
+every test report (failure text, captured output and logs), every warning, and every OpenTelemetry span,
+log record and metric the app exports (``emulators.telemetry``) is checked. Any sighting,
 here or in the report file, fails the run and is listed at the end; the canary itself is never printed.
 
 Under pytest-xdist the controller makes the canary and the report file and hands both to every worker
@@ -201,3 +202,9 @@ def pytest_configure(config: pytest.Config) -> None:
         watch = CanaryWatch.begin()
     config.pluginmanager.register(watch, "canary-watch")
     config.add_cleanup(watch.end)
+    # The process's OpenTelemetry providers: every processor a test creates without telemetry of its own
+    # exports through them (shared.telemetry.from_settings), and each span, log record and metric label
+    # is checked for the canary (emulators/telemetry.py).
+    from emulators.telemetry import install  # noqa: PLC0415 - after the canary is in the environment
+
+    config.add_cleanup(install("this test process's telemetry", metric_interval_ms=5_000))

@@ -32,6 +32,7 @@ from emulators.canary import CANARY_ENV, REPORT_ENV, describe_record
 from emulators.control import BatchEmulator
 from emulators.identity import make_token
 from emulators.servicebus import connection_string
+from emulators.telemetry import capture
 from shared.identity import BATCH_SCOPE
 from shared.settings import load_settings
 from tests.conftest import BatchHandle, IdentityHandle, ServiceBusHandle
@@ -265,6 +266,32 @@ def test_host_reports_a_log_record_holding_the_canary(private: PrivateCanary, tm
             seen = wait_for(lambda: private.sightings("Functions host"), "the host's report")
     assert seen[0].startswith("Functions host: log record emulators.host WARNING (")
     assert seen[0].endswith(") holds the canary in its message")
+
+
+def test_telemetry_holding_the_canary_is_reported(
+    private: PrivateCanary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span attribute, a span name, a log record's body and a metric label holding the canary are each
+    reported (emulators/telemetry.py), without repeating it."""
+    for name, value in private.env().items():
+        monkeypatch.setenv(name, value)
+    captured = capture("telemetry under test")
+    tracer_provider, logger_provider, meter_provider = captured.providers
+    tracer = tracer_provider.get_tracer("test")
+    with tracer.start_as_current_span("fine", attributes={"header": private.token()}):
+        pass
+    with tracer.start_as_current_span(f"Bearer {private.token()}"):
+        pass
+    logger_provider.get_logger("test").emit(body=f"sent {private.token()}")
+    meter_provider.get_meter("test").create_counter("c").add(1, {"account": private.value})
+    captured.metrics()
+    seen = private.sightings("telemetry under test")
+    assert seen == [
+        "telemetry under test: an exported span holds the canary",
+        "telemetry under test: an exported span holds the canary",
+        "telemetry under test: an exported log record holds the canary",
+        "telemetry under test: an exported metric holds the canary",
+    ]
 
 
 # --- redirects ------------------------------------------------------------------------------------

@@ -37,8 +37,10 @@ HOST_SETTINGS = frozenset(
         "AzureWebJobsStorage__accountName",  # the host's storage, by identity (no shared key)
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
-        "APPLICATIONINSIGHTS_CONNECTION_STRING",  # where telemetry goes (no secret in it)
-        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",  # and that it is sent with the identity's token
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",  # the host's telemetry is sent with the identity's token
+        # The worker attaches the host's trace context to each invocation (OpenTelemetry, host.json
+        # telemetryMode); the app's own exporter reads APPLICATIONINSIGHTS_CONNECTION_STRING (SETTING_NAMES).
+        "PYTHON_ENABLE_OPENTELEMETRY",
     }
 )
 # Read by the code, never set in Azure.
@@ -518,6 +520,72 @@ def check_no_secrets(root: Path) -> list[str]:
     return problems
 
 
+# What an operator must be told (issue 15; docs/operating-in-azure.md): each Service Bus metric alert
+# watches the queue main.bicep passes it, by the serviceBus module's output.
+QUEUE_ALERTS = {"deadLetterQueueName": "the failure queue", "deletionQueueName": "the deletion queue"}
+WORKBOOK_PARTS = {
+    "Outcomes over time": "outcomes over time",
+    "percentiles(duration": "Batch latency percentiles",
+    "Failure reasons": "failure reasons",
+    "Top failing jobs": "the top failing jobs",
+}
+
+
+def check_alerts(root: Path) -> list[str]:
+    """Alerts on the failure queue, the deletion backlog and given-up deletions; the workbook; an
+    optional action group (an e-mail parameter) that every alert notifies."""
+    infra = Infra(root)
+    problems = []
+    found = [
+        (template, declaration)
+        for template in infra.templates.values()
+        for declaration in template.declarations.values()
+        if declaration.kind == "resource" and not declaration.existing
+    ]
+
+    def of_type(resource_type: str) -> list[tuple[Template, Declaration]]:
+        return [(t, d) for t, d in found if d.target == resource_type]
+
+    for param, queue in QUEUE_ALERTS.items():
+        watching = [
+            (t, d)
+            for t, d in of_type("Microsoft.Insights/metricAlerts")
+            if "metricName: 'ActiveMessages'" in d.body and re.search(rf"values: \[\s*{param}\s*\]", d.body)
+        ]
+        caller = infra.caller(watching[0][0]) if watching else None
+        if caller is None or caller.block("params").get(param) != f"serviceBus.outputs.{param}":
+            problems.append(f"no ActiveMessages alert on {queue} ({param} from the serviceBus module)")
+    given_up = [
+        d
+        for _, d in of_type("Microsoft.Insights/scheduledQueryRules")
+        if re.search(r"query: '[^\n]*RetriesExhausted[^\n]*DeletionStuck", d.body)
+        and "applicationInsights.id" in d.body
+    ]
+    if not given_up:
+        problems.append("no log alert on RetriesExhausted and DeletionStuck records in Application Insights")
+    workbooks = of_type("Microsoft.Insights/workbooks")
+    for fragment, part in WORKBOOK_PARTS.items():
+        if not any(fragment in template.text for template, _ in workbooks):
+            problems.append(f"no workbook shows {part}")
+    groups = of_type("Microsoft.Insights/actionGroups")
+    if len(groups) != 1 or groups[0][1].condition is None or "emailReceivers" not in groups[0][1].body:
+        problems.append("no optional action group (created only when an e-mail address is given)")
+    elif infra.main.params.get("alertEmail") != "''":
+        problems.append("main.bicep has no optional alertEmail parameter (default empty)")
+    else:
+        template, group = groups[0]
+        alerts = [
+            d
+            for d in template.declarations.values()
+            if d.target in ("Microsoft.Insights/metricAlerts", "Microsoft.Insights/scheduledQueryRules")
+        ]
+        for alert in alerts:
+            actions = alert.properties.get("actions", "")
+            if f"{group.symbol}.id" not in template.variables.get(actions, actions):
+                problems.append(f"{alert.symbol} does not notify the action group")
+    return problems
+
+
 def _minimal_env(**changes: str) -> dict[str, str]:
     return {
         "BATCH_ENDPOINT": "https://acct.westeurope.batch.azure.com",
@@ -533,6 +601,7 @@ CHECKS: dict[str, Callable[[Path], list[str]]] = {
     "queues": check_queues,
     "roles": check_roles,
     "secrets": check_no_secrets,
+    "alerts": check_alerts,
 }
 
 
@@ -646,6 +715,41 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 MISTAKES = [
     # (check, file, old, new, expected fragment of a problem)
+    (
+        "alerts",
+        "infra/app/alerts.bicep",
+        "              values: [\n                deadLetterQueueName\n",
+        "              values: [\n                deletionQueueName\n",
+        "no ActiveMessages alert on the failure queue",
+    ),
+    (
+        "alerts",
+        "infra/app/alerts.bicep",
+        'where outcome in ("RetriesExhausted", "DeletionStuck")',
+        'where outcome in ("RetriesExhausted")',
+        "no log alert on RetriesExhausted and DeletionStuck",
+    ),
+    (
+        "alerts",
+        "infra/app/alerts.bicep",
+        "Top failing jobs",
+        "Jobs",
+        "no workbook shows the top failing jobs",
+    ),
+    (
+        "alerts",
+        "infra/app/alerts.bicep",
+        "= if (withEmail) {",
+        "= {",
+        "no optional action group",
+    ),
+    (
+        "alerts",
+        "infra/app/alerts.bicep",
+        "    actions: metricActions\n  }\n}\n\n// Requests",
+        "    actions: []\n  }\n}\n\n// Requests",
+        "failureQueueAlert does not notify the action group",
+    ),
     (
         "settings",
         "infra/app/function-app.bicep",

@@ -5,9 +5,12 @@ Loads local settings (environment variables win), imports the app (``--app modul
 trigger's ``%SETTING%`` names, and feeds it from its queue with host.json's options. Connections: the
 setting named by the trigger's ``connection`` holds a connection string, or ``<connection>__fullyQualified
 Namespace`` names a real namespace reached with the developer's Azure credential. A status endpoint
-(``GET /_host/stats``) listens on ``--port``; the one stdout line ``Functions host listening on URL`` says
-that every trigger is receiving. SIGTERM/SIGINT stop receiving and let in-flight invocations finish. An
-invocation past host.json's ``functionTimeout`` restarts the worker, as Azure's host does (``_worker``).
+(``GET /_host/stats``) listens on ``--port``; ``--telemetry FILE`` exports what the app's OpenTelemetry
+code emits (spans, log records, metrics) to FILE as JSON lines (``-``: stderr), and
+``OTEL_EXPORTER_OTLP_ENDPOINT`` sends it to that OTLP/HTTP collector; the one stdout line ``Functions host
+listening on URL`` says that every trigger is receiving. SIGTERM/SIGINT stop receiving and let in-flight
+invocations finish. An invocation past host.json's ``functionTimeout`` restarts the worker, as Azure's
+host does (``_worker``).
 """
 
 from __future__ import annotations
@@ -146,8 +149,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max-concurrent-calls", type=int, help="override host.json's maxConcurrentCalls")
     parser.add_argument("--log-file", help="also write every log record, as JSON lines, to this file")
+    parser.add_argument(
+        "--telemetry",
+        metavar="FILE",
+        help="export the app's OpenTelemetry spans, log records and metrics as JSON lines to FILE ('-':"
+        " stderr), as Azure Monitor would receive them (emulators.telemetry)",
+    )
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, json_file=args.log_file)
+    otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))  # the standard variable: a collector
+    if args.telemetry or otlp:
+        from emulators.telemetry import install  # noqa: PLC0415 - OpenTelemetry only when asked for
+
+        out = None if not args.telemetry else sys.stderr if args.telemetry == "-" else Path(args.telemetry)
+        install("Functions host", out, otlp=otlp)
     asyncio.run(serve(args, Path(args.app_dir).resolve()))
 
 

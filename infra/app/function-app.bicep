@@ -130,8 +130,15 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__accountName: storage.name
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
+    // Read by the host and by the app: the app exports its spans, per-message records and metrics there
+    // itself (shared/telemetry.py), with the same identity's token (a credential given to the exporter).
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
+    // host.json has "telemetryMode": "OpenTelemetry"; this tells the Python worker to attach the host's
+    // trace context to each invocation ("Use OpenTelemetry with Azure Functions", Python). Not
+    // PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: with it the worker calls configure_azure_monitor()
+    // without a credential, which Application Insights with local auth off refuses.
+    PYTHON_ENABLE_OPENTELEMETRY: 'true'
   }
 }
 

@@ -135,6 +135,7 @@ resource operatorReadsFailures 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+output namespaceName string = serviceBusNamespace.name
 output fullyQualifiedNamespace string = '${serviceBusNamespace.name}.servicebus.windows.net'
 output deletionQueueName string = deletionQueue.name
 output deadLetterQueueName string = failureQueue.name

@@ -64,6 +64,7 @@ class Deployment:
         *,
         dead_letter_queue: str | None = None,
         extra_settings: dict[str, str] | None = None,
+        telemetry: bool = False,
     ) -> None:
         self.service_bus = service_bus
         self.batch = batch
@@ -72,6 +73,7 @@ class Deployment:
         self.queue = queue
         self.failed = f"{queue}-failed"
         self.log_file = tmp / "host-log.jsonl"
+        self.telemetry_file = tmp / "telemetry.jsonl"
         settings = tmp / "local.settings.json"
         settings.write_text('{"IsEncrypted": false, "Values": {}}')
         env = {
@@ -94,6 +96,7 @@ class Deployment:
             str(settings),
             "--log-file",
             str(self.log_file),
+            *(("--telemetry", str(self.telemetry_file)) if telemetry else ()),
             env=env,
             ready_timeout=60,
         )
@@ -137,6 +140,15 @@ class Deployment:
             return []
         entries = [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
         return [e for e in entries if e["logger"] == "delete_job"]
+
+    def telemetry(self, kind: str) -> list[dict[str, Any]]:
+        """What the app exported through OpenTelemetry (the host's ``--telemetry``): ``span``,
+        ``log record`` or ``metric`` items, as the SDK's ``to_json`` renders them."""
+        if not self.telemetry_file.exists():
+            return []
+        lines = self.telemetry_file.read_text().splitlines()
+        items = [json.loads(line) for line in lines if line.endswith("}")]  # a line being written waits
+        return [item["item"] for item in items if item["kind"] == kind]
 
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = httpx.get(f"{self.host.url}/_host/stats", timeout=5).json()
