@@ -1,17 +1,20 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + pip):
 #   make test   - lint, type-check and run the whole test suite
 #   make demo   - run the function on local emulators
+# By hand, in three terminals: make up / make host / make seed JOBS="nightly-42" then .venv/bin/deleter ...
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: venv lint typecheck test unit bench chaos schema demo up clean
+.PHONY: venv lint typecheck test unit bench chaos schema demo up host seed clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) -r requirements-dev.txt
+	# the project itself, for the `deleter` console script only (its dependencies are the lines above)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,6 +38,16 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/python -m emulators up
 
+# The function on the local Functions host, fed by the emulators `make up` started (7071: func's port).
+HOST_PORT ?= 7071
+host: $(STAMP)
+	$(BIN)/python -m emulators.host --port $(HOST_PORT)
+
+# Jobs for the function to delete, in the running Batch emulator: make seed JOBS="nightly-42 nightly-43"
+JOBS ?= nightly-42
+seed: $(STAMP)
+	$(BIN)/python -m emulators seed $(JOBS)
+
 schema: $(STAMP)
 	$(BIN)/python -m delete_job.request > schemas/deletion-request.schema.json
 
@@ -51,4 +64,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --messages $(CHAOS_MESSAGES) --seed $(CHAOS_SEED)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -169,7 +169,7 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
         print("\nThe dead-letter queue, as an operator sees it:", file=out)
         out.flush()
         cli = subprocess.run(
-            [sys.executable, "-m", "delete_job.cli", "dead-letters", "list"],
+            [sys.executable, "-m", "deleter_cli", "dead-letters", "list"],
             env={**env, **app_env, "PYTHONPATH": str(ROOT), "COLUMNS": "160"},
             capture_output=True,
             text=True,

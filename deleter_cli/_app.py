@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from delete_job.cli._common import (
+from deleter_cli._common import (
     ConnectionStringOption,
     NamespaceOption,
     QueueOption,
@@ -19,10 +19,10 @@ from delete_job.cli._common import (
     progress_bar,
     resolve_connection,
 )
-from delete_job.cli._config import Connection, Queue, Sources, open_client
-from delete_job.cli._dead_letters_app import dead_letters
-from delete_job.cli._enqueue import Line, read_lines, request_body, send, validate
-from delete_job.cli._errors import (
+from deleter_cli._config import Connection, Queue, Sources, open_client
+from deleter_cli._dead_letters_app import dead_letters
+from deleter_cli._enqueue import Line, read_lines, request_body, send, validate
+from deleter_cli._errors import (
     EXIT_PARTIAL,
     EXIT_SERVICE,
     SERVICE_ERRORS,
@@ -33,7 +33,7 @@ from delete_job.cli._errors import (
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    name="delete_job.cli",
+    name="deleter",
     help=(
         "Operate the Batch job deleter: put deletion requests on its queue, read and replay its dead"
         " letters. Settings come from the options, else the environment, else local.settings.json"
@@ -184,6 +184,6 @@ def enqueue(
             raise typer.Exit(EXIT_PARTIAL)
 
 
-def main() -> None:
-    """`python -m delete_job.cli`."""
-    app(prog_name="python -m delete_job.cli")
+def main(prog_name: str = "deleter") -> None:
+    """The `deleter` console script (and `python -m deleter_cli`)."""
+    app(prog_name=prog_name)

@@ -21,7 +21,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusRece
 from azure.servicebus import ServiceBusReceiver as Receiver
 from azure.servicebus.exceptions import ServiceBusError
 
-from delete_job.cli._deadletter import DeadLetter, Envelope, NotReplayableError, read, replay_copy
+from deleter_cli._deadletter import DeadLetter, Envelope, NotReplayableError, read, replay_copy
 
 __all__ = ["Outcome", "ReplayResult", "browse", "replay"]
 

@@ -19,8 +19,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from delete_job.cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, replay_copy
 from delete_job.records import Received, describe_original
+from deleter_cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, replay_copy
 
 __all__ = ["detail", "raw_json", "summary_json", "table"]
 

@@ -1,4 +1,4 @@
-"""`python -m delete_job.cli enqueue` and the tool's settings, against the real Service Bus emulator.
+"""`python -m deleter_cli enqueue` and the tool's settings, against the real Service Bus emulator.
 
 The tool runs in-process through typer's CliRunner (and once as a real subprocess); what it sent is read
 back from the queue with the SDK.
@@ -22,8 +22,8 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver
 from typer.testing import CliRunner, Result
 
-from delete_job.cli import app
-from delete_job.cli._config import Connection, Sources
+from deleter_cli import app
+from deleter_cli._config import Connection, Sources
 from tests.conftest import ServiceBusHandle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,14 +297,14 @@ def test_a_namespace_in_the_environment_is_not_overridden_by_a_file_connection_s
 def test_python_dash_m_runs_the_tool(
     servicebus: ServiceBusHandle, tmp_path: Path, reader: QueueReader
 ) -> None:
-    """`python -m delete_job.cli` as a subprocess: settings from the environment, JSON lines on stdin."""
+    """`python -m deleter_cli` as a subprocess: settings from the environment, JSON lines on stdin."""
     env = {
         **os.environ,
         "ServiceBusConnection": servicebus.connection_string,
         "DELETION_QUEUE": servicebus.queues.queue,
     }
     completed = subprocess.run(
-        [sys.executable, "-m", "delete_job.cli", "enqueue", "--file", "-"],
+        [sys.executable, "-m", "deleter_cli", "enqueue", "--file", "-"],
         input=b'{"jobId": "p-1"}\n{"jobId": "p-2", "endpoint": "https://evil.example"}\n',
         capture_output=True,
         cwd=tmp_path,

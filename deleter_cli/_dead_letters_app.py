@@ -12,7 +12,7 @@ from azure.servicebus import ServiceBusClient
 from azure.servicebus import ServiceBusReceiver as Receiver
 from rich.text import Text
 
-from delete_job.cli._common import (
+from deleter_cli._common import (
     ConnectionStringOption,
     DeadLetterQueueOption,
     NamespaceOption,
@@ -25,12 +25,12 @@ from delete_job.cli._common import (
     progress_bar,
     resolve_connection,
 )
-from delete_job.cli._config import Connection, Queue, Sources, open_client
-from delete_job.cli._deadletter import DeadLetter, NotReplayableError, replay_copy
-from delete_job.cli._dlq import Outcome, ReplayResult, browse, replay
-from delete_job.cli._errors import EXIT_PARTIAL, CliError, describe_service_error, service_errors
-from delete_job.cli._filters import Filters, parse_since
-from delete_job.cli._render import detail, raw_json, summary_json, table
+from deleter_cli._config import Connection, Queue, Sources, open_client
+from deleter_cli._deadletter import DeadLetter, NotReplayableError, replay_copy
+from deleter_cli._dlq import Outcome, ReplayResult, browse, replay
+from deleter_cli._errors import EXIT_PARTIAL, CliError, describe_service_error, service_errors
+from deleter_cli._filters import Filters, parse_since
+from deleter_cli._render import detail, raw_json, summary_json, table
 
 __all__ = ["dead_letters"]
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from azure.servicebus import ServiceBusClient
 
-from delete_job.cli._errors import CliError
+from deleter_cli._errors import CliError
 
 __all__ = [
     "CONNECTION_STRING",

@@ -18,13 +18,13 @@ from azure.servicebus.exceptions import (
     ServiceBusError,
 )
 
-from delete_job.cli._config import Connection, Queue, Sources
-from delete_job.cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, read, replay_copy
-from delete_job.cli._enqueue import Line, read_lines, request_body, validate
-from delete_job.cli._errors import CliError, describe_service_error
-from delete_job.cli._filters import Filters, parse_since
 from delete_job.decision import Outcome
 from delete_job.records import Received, failure_record
+from deleter_cli._config import Connection, Queue, Sources
+from deleter_cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, read, replay_copy
+from deleter_cli._enqueue import Line, read_lines, request_body, validate
+from deleter_cli._errors import CliError, describe_service_error
+from deleter_cli._filters import Filters, parse_since
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
