@@ -1,4 +1,5 @@
-"""The command line: `enqueue` here, `dead-letters list|show|replay` in `_dead_letters_app`."""
+"""The command line: `enqueue` here, `dead-letters list|show` in `_dead_letters_app`, `dead-letters
+replay|discard` in `_replay_app`."""
 
 import sys
 from collections.abc import Sequence
@@ -8,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from deleter_cli import _replay_app  # noqa: F401 - its commands register on `dead_letters`
 from deleter_cli._common import (
     ConnectionStringOption,
     NamespaceOption,

@@ -1,4 +1,5 @@
-"""`dead-letters list|show|replay`: the failure records and forwarded dead letters on DEAD_LETTER_QUEUE."""
+"""`dead-letters list|show`: the failure records and forwarded dead letters on DEAD_LETTER_QUEUE
+(`replay` and `discard` are in `_replay_app`, on the same command group)."""
 
 import json
 import sys
@@ -16,23 +17,30 @@ from deleter_cli._common import (
     ConnectionStringOption,
     DeadLetterQueueOption,
     NamespaceOption,
-    QueueOption,
     dead_letter_queue,
-    deletion_queue,
     err,
     expected_failures,
     out,
-    progress_bar,
     resolve_connection,
 )
 from deleter_cli._config import Connection, Queue, Sources, open_client
-from deleter_cli._deadletter import DeadLetter, NotReplayableError, replay_copy
-from deleter_cli._dlq import Outcome, ReplayResult, browse, replay
-from deleter_cli._errors import EXIT_PARTIAL, CliError, describe_service_error, service_errors
+from deleter_cli._deadletter import DeadLetter
+from deleter_cli._dlq import browse
+from deleter_cli._errors import EXIT_PARTIAL, CliError, service_errors
 from deleter_cli._filters import Filters, parse_since
 from deleter_cli._render import detail, raw_json, summary_json, table
 
-__all__ = ["dead_letters"]
+__all__ = [
+    "CodeOption",
+    "JobOption",
+    "LimitOption",
+    "ReasonOption",
+    "SinceOption",
+    "dead_letters",
+    "matching",
+    "open_dead_letter_queue",
+    "selection",
+]
 
 dead_letters = typer.Typer(
     help="Read and replay the failure records and the broker's forwarded dead letters.",
@@ -59,7 +67,7 @@ LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="at most
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON lines, for scripts")]
 
 
-def _filters(
+def selection(
     reason: list[str] | None,
     code: list[str] | None,
     job: list[str] | None,
@@ -74,7 +82,9 @@ def _filters(
 
 
 @contextmanager
-def _dead_letter_queue(connection: Connection, queue: Queue) -> Iterator[tuple[ServiceBusClient, Receiver]]:
+def open_dead_letter_queue(
+    connection: Connection, queue: Queue
+) -> Iterator[tuple[ServiceBusClient, Receiver]]:
     """A client and a receiver on the dead-letter queue; Service Bus failures inside name the queue."""
     with (
         open_client(connection) as client,
@@ -84,7 +94,7 @@ def _dead_letter_queue(connection: Connection, queue: Queue) -> Iterator[tuple[S
         yield client, receiver
 
 
-def _matching(receiver: Receiver, filters: Filters, limit: int | None) -> Iterator[DeadLetter]:
+def matching(receiver: Receiver, filters: Filters, limit: int | None) -> Iterator[DeadLetter]:
     for count, dead_letter in enumerate(filter(filters.matches, browse(receiver)), start=1):
         yield dead_letter
         if limit is not None and count >= limit:
@@ -111,13 +121,13 @@ def list_(
     """List the dead letters without removing anything (peek): reason, job, HTTP status, Batch error
     code, when it failed, what to do, message id."""
     with expected_failures():
-        filters = _filters(reason, code, job, since)
+        filters = selection(reason, code, job, since)
         sources = Sources.load()
         queue = dead_letter_queue(dead_letter_queue_, sources)
         connection = resolve_connection(connection_string, namespace, sources)
         shown: list[DeadLetter] = []
-        with _dead_letter_queue(connection, queue) as (_, receiver):
-            for dead_letter in _matching(receiver, filters, limit):
+        with open_dead_letter_queue(connection, queue) as (_, receiver):
+            for dead_letter in matching(receiver, filters, limit):
                 if json_:
                     _json_line(summary_json(dead_letter))
                 else:
@@ -148,8 +158,8 @@ def show(
         sources = Sources.load()
         queue = dead_letter_queue(dead_letter_queue_, sources)
         connection = resolve_connection(connection_string, namespace, sources)
-        with _dead_letter_queue(connection, queue) as (_, receiver):
-            found = list(_matching(receiver, Filters.create(ids=[message]), None))
+        with open_dead_letter_queue(connection, queue) as (_, receiver):
+            found = list(matching(receiver, Filters.create(ids=[message]), None))
         if not found:
             err().print(Text(f"no message {message!r} on queue {queue.name}", style="red"))
             raise typer.Exit(EXIT_PARTIAL)
@@ -158,129 +168,3 @@ def show(
                 _json_line(raw_json(dead_letter.envelope))
             else:
                 out().print(detail(dead_letter), soft_wrap=False)
-
-
-def _dry_run(selected: list[DeadLetter], source: Queue) -> None:
-    console = out()
-    would = 0
-    for dead_letter in selected:
-        job = f", job {dead_letter.job_id}" if dead_letter.job_id else ""
-        about = f"{dead_letter.envelope.ref} ({dead_letter.reason}{job})"
-        try:
-            replay_copy(dead_letter, new_id=lambda: "")
-        except NotReplayableError as exc:
-            console.print(Text("would skip   ", style="yellow") + Text(f"{about}: {exc}"))
-        else:
-            console.print(Text("would replay ", style="green") + Text(about))
-            would += 1
-    console.print(
-        Text(
-            f"dry run on queue {source.name}: would replay {would}, skip {len(selected) - would};"
-            " nothing was sent or removed"
-        )
-    )
-
-
-@dead_letters.command("replay")
-def replay_(
-    *,
-    reason: ReasonOption = None,
-    code: CodeOption = None,
-    job: JobOption = None,
-    since: SinceOption = None,
-    ids: Annotated[
-        list[str] | None, typer.Option("--id", help="a message id or sequence number (repeatable)")
-    ] = None,
-    all_: Annotated[
-        bool, typer.Option("--all", help="replay every record (when no filter is given)")
-    ] = False,
-    limit: LimitOption = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="show what would be replayed; change nothing")
-    ] = False,
-    queue: QueueOption = None,
-    dead_letter_queue_: DeadLetterQueueOption = None,
-    connection_string: ConnectionStringOption = None,
-    namespace: NamespaceOption = None,
-    receive_wait: Annotated[
-        float, typer.Option("--receive-wait", min=0.1, help="seconds to wait for a record to arrive")
-    ] = 5.0,
-) -> None:
-    """Send the chosen records' original requests to the deletion queue again, then remove the records.
-
-    Each copy gets a new message id and a `replayOf` property naming the record; the original's
-    correlation id and properties are kept, except retryAttempt and originalMessageId (a replay starts
-    afresh). A record is removed only after its copy was sent; if the send fails it is kept. Exit 1 if
-    any record was kept or skipped.
-    """
-    with expected_failures():
-        if not (reason or code or job or since or ids or all_):
-            raise CliError("choose records with --reason, --code, --job, --since or --id, or pass --all")
-        filters = _filters(reason, code, job, since, ids)
-        sources = Sources.load()
-        source = dead_letter_queue(dead_letter_queue_, sources)
-        connection = resolve_connection(connection_string, namespace, sources)
-        target = None if dry_run else deletion_queue(queue, sources)
-        with _dead_letter_queue(connection, source) as (client, receiver):
-            selected = list(_matching(receiver, filters, limit))
-            if not selected:
-                out().print(Text(f"no dead letters match on queue {source.name}; nothing to replay"))
-                return
-            if target is None:
-                _dry_run(selected, source)
-                return
-            results = _replay(
-                client, receiver, connection=connection, target=target, selected=selected, wait=receive_wait
-            )
-        _summarise(results, target)
-
-
-_STYLES = {Outcome.REPLAYED: "green", Outcome.KEPT: "red", Outcome.SKIPPED: "yellow"}
-
-
-def _replay(
-    client: ServiceBusClient,
-    receiver: Receiver,
-    *,
-    connection: Connection,
-    target: Queue,
-    selected: list[DeadLetter],
-    wait: float,
-) -> list[ReplayResult]:
-    console = out()
-    progress = progress_bar("replaying", console)
-    task = progress.add_task("replay", total=len(selected))
-
-    def on_result(result: ReplayResult) -> None:
-        dead_letter = result.dead_letter
-        job = f" (job {dead_letter.job_id})" if dead_letter.job_id else ""
-        line = Text(f"{result.outcome:<9}", style=_STYLES[result.outcome])
-        joint = " as " if result.outcome is Outcome.REPLAYED else ": "
-        line.append(f"{dead_letter.envelope.ref}{job}{joint}{result.detail}")
-        progress.console.print(line)
-        progress.advance(task)
-
-    with progress:
-        return replay(
-            client,
-            receiver,
-            deletion_queue=target.name,
-            selected=selected,
-            describe_send_error=lambda exc: describe_service_error(exc, connection, target),
-            on_result=on_result,
-            max_wait_time=wait,
-        )
-
-
-def _summarise(results: list[ReplayResult], target: Queue) -> None:
-    counts = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
-    not_removed = sum(r.outcome is Outcome.REPLAYED and not r.removed for r in results)
-    summary = (
-        f"replayed {counts[Outcome.REPLAYED]} to queue {target.name}, kept {counts[Outcome.KEPT]},"
-        f" skipped {counts[Outcome.SKIPPED]}"
-    )
-    if not_removed:
-        summary += f" ({not_removed} replayed but still on the dead-letter queue)"
-    out().print(Text(summary))
-    if counts[Outcome.KEPT] or counts[Outcome.SKIPPED] or not_removed:
-        raise typer.Exit(EXIT_PARTIAL)
