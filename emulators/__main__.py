@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from emulators._cli import startup_errors
 from emulators._launch import RunningProcess, start
 from emulators.host._config import apply_local_settings
 
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         "--settings", help="local settings file (default local.settings.json, else the sample)"
     )
     parser.add_argument("--free-ports", action="store_true", help="pick free ports instead of the settings'")
+    parser.add_argument("--debug", action="store_true", help="a failure shows its traceback")
     args = parser.parse_args(argv)
     env = dict(os.environ)
     used = apply_local_settings(Path(args.app_dir), Path(args.settings) if args.settings else None, env)
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with ExitStack() as stack:
+    with ExitStack() as stack, startup_errors("python -m emulators up", debug=args.debug):
         settings = start_all(env, stack, free_ports=args.free_ports)
         print(f"Emulators up (settings from {used}). Use these settings:")
         for name, value in settings.items():
