@@ -28,7 +28,7 @@ from deleter_cli._deadletter import DeadLetter
 from deleter_cli._dlq import browse
 from deleter_cli._errors import EXIT_PARTIAL, CliError, service_errors
 from deleter_cli._filters import Filters, parse_since
-from deleter_cli._render import detail, raw_json, summary_json, table
+from deleter_cli._render import detail, print_wide, raw_json, summary_json, table, wide_table
 
 __all__ = [
     "CodeOption",
@@ -114,6 +114,9 @@ def list_(
     since: SinceOption = None,
     limit: LimitOption = None,
     json_: JsonOption = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="one line per record, every column (for a wide terminal)")
+    ] = False,
     dead_letter_queue_: DeadLetterQueueOption = None,
     connection_string: ConnectionStringOption = None,
     namespace: NamespaceOption = None,
@@ -137,7 +140,9 @@ def list_(
             if limit is not None and len(shown) >= limit:
                 title += f" (the first {limit} that match)"
             console = out()
-            if shown:
+            if shown and wide:
+                print_wide(console, wide_table(shown, title))
+            elif shown:
                 console.print(table(shown, title, width=console.width), soft_wrap=False)
             else:
                 console.print(Text(f"no dead letters match on queue {queue.name}"))

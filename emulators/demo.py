@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -170,7 +171,13 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
         out.flush()
         cli = subprocess.run(
             [sys.executable, "-m", "deleter_cli", "dead-letters", "list"],
-            env={**env, **app_env, "PYTHONPATH": str(ROOT), "COLUMNS": "160"},
+            # captured, so not a terminal: tell it the terminal's real width
+            env={
+                **env,
+                **app_env,
+                "PYTHONPATH": str(ROOT),
+                "COLUMNS": str(shutil.get_terminal_size().columns),
+            },
             capture_output=True,
             text=True,
             timeout=60,
@@ -186,4 +193,8 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    try:
+        sys.exit(run())
+    except KeyboardInterrupt:  # Ctrl-C: everything it started was stopped on the way out
+        print("\nInterrupted; the emulators and the host were stopped.", file=sys.stderr)
+        sys.exit(130)
