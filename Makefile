@@ -52,7 +52,8 @@ schema: $(STAMP)
 	$(BIN)/python -m delete_job.request > schemas/deletion-request.schema.json
 
 # The whole benchmark, side by side in one process tree, written to bench/RESULTS.md (about 5 minutes on
-# 2 cores); make bench BENCH_SIZE=tiny runs every section in seconds (figures meaningless).
+# 2 cores); make bench BENCH_SIZE=tiny runs every section in seconds (figures meaningless) and writes
+# bench/out/RESULTS-tiny.md instead (git ignores bench/out/). Every run ends with the targets, held or missed.
 BENCH_SIZE ?= full
 bench: $(STAMP)
 	$(BIN)/python -m bench --size $(BENCH_SIZE)
