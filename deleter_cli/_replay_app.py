@@ -252,7 +252,7 @@ def _printer(total: int, label: str) -> tuple[Any, Any]:
     def on_result(result: ReplayResult) -> None:
         dead_letter = result.dead_letter
         job = f" (job {dead_letter.job_id})" if dead_letter.job_id else ""
-        line = Text(f"{result.outcome:<9}", style=_STYLES[result.outcome])
+        line = Text(f"{result.outcome:<10}", style=_STYLES[result.outcome])
         joint = " as " if result.outcome is Outcome.REPLAYED else ": "
         line.append(f"{dead_letter.envelope.ref}{job}{joint}{result.detail}")
         progress.console.print(line)

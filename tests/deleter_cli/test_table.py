@@ -88,6 +88,7 @@ def test_the_list_fits_the_terminal(width: int) -> None:
         assert any(f"message {dead_letter.envelope.message_id}" in line for line in lines)
         assert any(f"job {dead_letter.job_id}" in line for line in lines)
     assert "Message could not be consumed after 10 delivery attempts." in " ".join(text.split())
+    assert ".. " not in text  # Batch's message ends with a period; the description adds none
     assert text == snapshot.read_text(encoding="utf-8")
 
 
