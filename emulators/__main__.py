@@ -29,7 +29,8 @@ from emulators._launch import RunningProcess, start
 from emulators.host._config import apply_local_settings
 
 # As the deployment sets them: the failure queue's is longer than the longest delayed retry (RETRY_DELAYS
-# default ends at 4 h); the deletion queue's drops a retry copy sent twice (infra/main.bicep, README).
+# default ends at 4 h); the deletion queue's drops a retry copy sent twice (infra/main.bicep,
+# docs/deployment.md).
 DUPLICATE_DETECTION_WINDOW = 24 * 3600
 DELETION_DUPLICATE_DETECTION_WINDOW = 600
 
