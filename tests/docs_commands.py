@@ -8,18 +8,21 @@ import shlex
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
+_BLOCK = re.compile(r"(?:<!-- commands: (\w+)[^>]*-->\n)?```console\n(.*?)```", re.DOTALL)
 
 
 def documents() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def commands(path: Path) -> list[list[str]]:
-    """Each `$ ` line of the file's console blocks, split as a shell would (comments dropped)."""
+def commands(path: Path, block: str | None = None) -> list[list[str]]:
+    """Each `$ ` line of the file's console blocks (or only of the one marked `<!-- commands: block`),
+    split as a shell would (comments dropped)."""
     found = []
-    for block in _BLOCK.findall(path.read_text(encoding="utf-8")):
-        for line in block.splitlines():
+    for name, text in _BLOCK.findall(path.read_text(encoding="utf-8")):
+        if block is not None and name != block:
+            continue
+        for line in text.splitlines():
             if line.startswith("$ "):
                 found.append(shlex.split(line[2:], comments=True))
     return found

@@ -118,7 +118,7 @@ def test_the_make_targets_run_what_the_walkthrough_runs() -> None:
 
 def test_the_readme_walkthrough(walkthrough: Walkthrough) -> None:
     """Seed, enqueue, host, list, show, replay with a change, discard: as the README says, it works."""
-    steps = commands(ROOT / "README.md")
+    steps = commands(ROOT / "README.md", "walkthrough")
     assert steps[0] == ["make", "up"]
     batch: BatchEmulator | None = None
     enqueued = 0
