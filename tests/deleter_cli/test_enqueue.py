@@ -319,3 +319,25 @@ def test_python_dash_m_runs_the_tool(
     assert "sent 1, rejected 1" in stdout
     [message] = reader.take_all(servicebus.queues.queue, 1)
     assert body(message) == b'{"jobId": "p-1"}'
+
+
+def test_enqueue_refuses_an_account_the_function_does_not_list(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """BATCH_ACCOUNTS from the same place as the connection: an unlisted account is rejected before
+    anything is sent (the function would record InvalidMessage); from another place it is not judged."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "ServiceBusConnection", "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b"
+    )
+    monkeypatch.setenv("BATCH_ACCOUNTS", json.dumps({"emulator2": "http://127.0.0.1:1"}))
+    result = run("enqueue", "--job-id", "j-1", "--account", "nowhere", "--dry-run")
+    assert result.exit_code == 1
+    assert (
+        "account 'nowhere' is not listed in BATCH_ACCOUNTS (BATCH_ACCOUNTS in the environment: emulator2);"
+        " the function would refuse it"
+    ) in flat(result.stderr)
+    assert run("enqueue", "--job-id", "j-1", "--account", "emulator2", "--dry-run").exit_code == 0
+    monkeypatch.delenv("BATCH_ACCOUNTS")
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"BATCH_ACCOUNTS": "{}"}}))
+    assert run("enqueue", "--job-id", "j-1", "--account", "nowhere", "--dry-run").exit_code == 0
