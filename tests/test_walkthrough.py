@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -123,7 +124,7 @@ def test_the_readme_walkthrough(walkthrough: Walkthrough) -> None:
     batch: BatchEmulator | None = None
     enqueued = 0
     for argv in steps:
-        walkthrough.transcript.append("$ " + " ".join(argv))
+        walkthrough.transcript.append("$ " + shlex.join(argv))
         program, *args = argv
         if argv == ["make", "up"]:
             walkthrough.up()
