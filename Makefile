@@ -1,17 +1,21 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + pip):
 #   make test   - lint, type-check and run the whole test suite
 #   make demo   - run the function on local emulators
+# By hand, in three terminals: make up / make host / make seed JOBS="nightly-42" then .venv/bin/deleter ...
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: venv lint typecheck test unit bench chaos schema demo up clean lock
+.PHONY: venv lint typecheck test unit bench chaos schema demo up host seed clean lock
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r requirements-dev.txt
+	# the project itself, for the `deleter` console script only (its dependencies are the lines above); built with
+	# the locked setuptools, so nothing unpinned is fetched
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,11 +39,22 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/python -m emulators up
 
+# The function on the local Functions host, fed by the emulators `make up` started (7071: func's port).
+HOST_PORT ?= 7071
+host: $(STAMP)
+	$(BIN)/python -m emulators.host --port $(HOST_PORT)
+
+# Jobs for the function to delete, in the running Batch emulator: make seed JOBS="nightly-42 nightly-43"
+JOBS ?= nightly-42
+seed: $(STAMP)
+	$(BIN)/python -m emulators seed $(JOBS)
+
 schema: $(STAMP)
 	$(BIN)/python -m delete_job.request > schemas/deletion-request.schema.json
 
 # The whole benchmark, side by side in one process tree, written to bench/RESULTS.md (about 5 minutes on
-# 2 cores); make bench BENCH_SIZE=tiny runs every section in seconds (figures meaningless).
+# 2 cores); make bench BENCH_SIZE=tiny runs every section in seconds (figures meaningless) and writes
+# bench/out/RESULTS-tiny.md instead (git ignores bench/out/). Every run ends with the targets, held or missed.
 BENCH_SIZE ?= full
 bench: $(STAMP)
 	$(BIN)/python -m bench --size $(BENCH_SIZE)
@@ -60,4 +75,4 @@ lock: $(STAMP)
 	$(BIN)/pip-compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o requirements-dev.txt requirements-dev.in
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,4 +1,5 @@
-"""``python -m bench [--size tiny|full] [--out FILE]``: the whole benchmark, written to bench/RESULTS.md.
+"""``python -m bench [--size tiny|full] [--out FILE]``: the whole benchmark, written to bench/RESULTS.md
+(a tiny run to bench/out/, which git ignores), ending with the targets, held or missed.
 
 1-3: the function's whole path per message next to its peers, under latency, and over many messages
 (bench/path.py); 4: cold start (bench/cold_start.py); 5: through Service Bus and the local host
@@ -19,7 +20,7 @@ from bench import host_throughput
 from bench.cold_start import measure_cold_start
 from bench.measure import ROOT, SIZES, StealMeter, machine, services
 from bench.path import measure_latency, measure_peers, soak, where_cpu_goes
-from bench.report import SECTIONS, Results, render
+from bench.report import SECTIONS, Results, render, targets_summary
 
 
 def _step(number: int, started: float) -> None:
@@ -32,9 +33,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--size", choices=SIZES, default="full", help="full (make bench) or tiny (tests)")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "RESULTS.md", help="the Markdown to write"
+        "--out",
+        type=Path,
+        help="the Markdown to write (default: bench/RESULTS.md for the full size, the committed figures;"
+        " bench/out/RESULTS-<size>.md, not committed, for any other)",
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "bench" / ("RESULTS.md" if args.size == "full" else f"out/RESULTS-{args.size}.md")
+        args.out.parent.mkdir(exist_ok=True)
     size = SIZES[args.size]
     steal = StealMeter()
     started = time.perf_counter()
@@ -70,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         host=hosts,
     )
     args.out.write_text(render(results), encoding="utf-8")
-    print(f"[{results.seconds:5.0f} s] wrote {args.out.name}")
+    print(f"[{results.seconds:5.0f} s] wrote {args.out}")
+    print(targets_summary(results))
 
 
 if __name__ == "__main__":

@@ -531,6 +531,20 @@ def _section6(r: Results) -> list[str]:
     ]
 
 
+def targets_summary(r: Results) -> str:
+    """The targets as the last thing a run prints: each with held / MISSED, then the count."""
+    rows = [line for line in _targets(r) if line.startswith("| ") and not line.startswith("| target |")]
+    cells = [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+    width = max(len(target) for target, _, _ in cells)
+    lines = ["Targets:"]
+    for target, measured, holds in cells:
+        verdict = "held  " if holds == "yes" else "MISSED"
+        lines.append(f"  {verdict}  {target:<{width}}  {measured}")
+    missed = sum(holds != "yes" for _, _, holds in cells)
+    lines.append(f"{len(cells) - missed} held, {missed} missed")
+    return "\n".join(lines)
+
+
 def render(r: Results) -> str:
     size = r.size
     machine = [

@@ -268,6 +268,7 @@ def describe_failure(outcome: Outcome, job_id: str | None, answer: Answer | None
             said += f" with a body that is not Batch's error JSON: {answer.raw_body}"
         elif not answer.ok:
             said += " with no body"
+    said = said.rstrip(".")  # Batch's message ends with a period, and so does the sentence around it
     job = f"job {job_id}" if job_id else "the job"
     if outcome == Outcome.RETRIES_EXHAUSTED:
         head = f"Batch did not delete {job} after {retries} delayed retries; last answer: {said}."

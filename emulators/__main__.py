@@ -7,6 +7,9 @@ starts, on the ports those settings name: the Batch emulator for ``BATCH_ENDPOIN
 (its dead letters forwarded to ``DEAD_LETTER_QUEUE``) and ``DEAD_LETTER_QUEUE`` (duplicate detection on).
 ``--free-ports`` ignores the ports and prints the settings to use instead. Then it prints the settings
 and waits; Ctrl-C (or SIGTERM) stops every process it started.
+
+``python -m emulators seed JOB [JOB ...] [--account NAME]`` creates active jobs in the running Batch
+emulator that ``BATCH_ENDPOINT`` (or the ``BATCH_ACCOUNTS`` entry ``NAME``) names, through its control API.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from emulators._cli import startup_errors
 from emulators._launch import RunningProcess, start
 from emulators.host._config import apply_local_settings
 
 # As the deployment sets them: the failure queue's is longer than the longest delayed retry (RETRY_DELAYS
-# default ends at 4 h); the deletion queue's drops a retry copy sent twice (infra/main.bicep, README).
+# default ends at 4 h); the deletion queue's drops a retry copy sent twice (infra/main.bicep,
+# docs/deployment.md).
 DUPLICATE_DETECTION_WINDOW = 24 * 3600
 DELETION_DUPLICATE_DETECTION_WINDOW = 600
 
@@ -88,21 +93,48 @@ def start_all(env: dict[str, str], stack: ExitStack, *, free_ports: bool) -> dic
     return settings
 
 
+def seed(env: dict[str, str], job_ids: list[str], account: str | None) -> None:
+    """Create `job_ids` (active) in the Batch emulator the settings name."""
+    from emulators.control import BatchEmulator  # noqa: PLC0415
+
+    url = env.get("BATCH_ENDPOINT", "")
+    if account:
+        accounts = json.loads(env.get("BATCH_ACCOUNTS") or "{}")
+        if account not in accounts:
+            raise SystemExit(f"error: BATCH_ACCOUNTS has no account {account!r} (it has {sorted(accounts)})")
+        url = accounts[account]
+    if not url:
+        raise SystemExit("error: setting BATCH_ENDPOINT is required; set it or add it to local settings")
+    with BatchEmulator(url, timeout=5) as batch:
+        if not batch.health():
+            raise SystemExit(f"error: no Batch emulator answers at {url}; start the emulators with `make up`")
+        for job in batch.add_jobs(job_ids):
+            print(f"job {job['id']} ({job['state']}, eTag {job['eTag']}) in the Batch emulator at {url}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m emulators", description=__doc__)
-    parser.add_argument("command", choices=["up"])
+    parser.add_argument("command", choices=["up", "seed"])
+    parser.add_argument("jobs", nargs="*", help="seed: the job ids to create")
+    parser.add_argument("--account", help="seed: a BATCH_ACCOUNTS name (default: BATCH_ENDPOINT)")
     parser.add_argument("--app-dir", default=".", help="folder of the app's local settings")
     parser.add_argument(
         "--settings", help="local settings file (default local.settings.json, else the sample)"
     )
     parser.add_argument("--free-ports", action="store_true", help="pick free ports instead of the settings'")
+    parser.add_argument("--debug", action="store_true", help="a failure shows its traceback")
     args = parser.parse_args(argv)
     env = dict(os.environ)
     used = apply_local_settings(Path(args.app_dir), Path(args.settings) if args.settings else None, env)
+    if args.command == "seed":
+        if not args.jobs:
+            parser.error("seed needs at least one job id")
+        seed(env, args.jobs, args.account)
+        return
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with ExitStack() as stack:
+    with ExitStack() as stack, startup_errors("python -m emulators up", debug=args.debug):
         settings = start_all(env, stack, free_ports=args.free_ports)
         print(f"Emulators up (settings from {used}). Use these settings:")
         for name, value in settings.items():

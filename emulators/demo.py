@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -182,8 +183,14 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
         print("\nThe dead-letter queue, as an operator sees it:", file=out)
         out.flush()
         cli = subprocess.run(
-            [sys.executable, "-m", "delete_job.cli", "dead-letters", "list"],
-            env={**env, **app_env, "PYTHONPATH": str(ROOT), "COLUMNS": "160"},
+            [sys.executable, "-m", "deleter_cli", "dead-letters", "list"],
+            # captured, so not a terminal: tell it the terminal's real width
+            env={
+                **env,
+                **app_env,
+                "PYTHONPATH": str(ROOT),
+                "COLUMNS": str(shutil.get_terminal_size().columns),
+            },
             capture_output=True,
             text=True,
             timeout=60,
@@ -199,4 +206,8 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    try:
+        sys.exit(run())
+    except KeyboardInterrupt:  # Ctrl-C: everything it started was stopped on the way out
+        print("\nInterrupted; the emulators and the host were stopped.", file=sys.stderr)
+        sys.exit(130)

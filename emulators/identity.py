@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
         return endpoint.handle
 
     banner = "Identity endpoint listening on {url}" + TOKEN_PATH
-    run(make_handler, host=args.host, port=args.port, banner=banner)
+    with _cli.startup_errors("emulators.identity", debug=args.debug, port=args.port):
+        run(make_handler, host=args.host, port=args.port, banner=banner)
 
 
 if __name__ == "__main__":

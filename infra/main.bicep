@@ -1,4 +1,4 @@
-// Everything the function needs, created by `azd up` (see README, "Deploy to Azure").
+// Everything the function needs, created by `azd up` (see docs/deployment.md, "Deploy to Azure").
 // Plain Bicep on purpose: no registry modules (every role assignment is visible here), no resource loops,
 // one `key: value` per line, so tests/test_infra.py can check settings, queues and roles by reading the text.
 targetScope = 'subscription'

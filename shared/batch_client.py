@@ -9,8 +9,8 @@ It speaks httpx: each request is an `httpx.Request` handed straight to an `httpx
 and each answer an `httpx.Response`. No `httpx.AsyncClient` in between: its cookies, auth flow, redirect
 logic and environment proxies are all things this client must not do, and it more than doubles the CPU
 per request. The transport is aiohttp's connection pool (`shared.aiohttp_transport`), chosen by
-measurement: httpx's default transport costs 12-16x the CPU of an aiohttp request (bench/, the README's
-Benchmarks). Every operation goes through `_send`: the token only ever travels to this client's endpoint.
+measurement: httpx's default transport costs 12-16x the CPU of an aiohttp request (bench/, docs/benchmarks.md,
+section 1). Every operation goes through `_send`: the token only ever travels to this client's endpoint.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def _with_target(endpoint: httpx.URL, path: str, query: str) -> httpx.URL:
 
     httpx parses and validates every URL it is given as text, character by character: the largest single
     cost per request in the profile (15-30 µs, more than the rest of httpx's request and response together;
-    bench/, README "Benchmarks"). The endpoint was parsed once; this copies httpx's record of it with the
+    bench/, docs/benchmarks.md). The endpoint was parsed once; this copies httpx's record of it with the
     new path and query. It is httpx's private record (requirements.in holds httpx to 0.28.x):
     tests/shared/test_batch_client.py pins that the result equals httpx's own parse of the same text.
     """

@@ -100,6 +100,12 @@ def test_make_bench_writes_every_section_with_figures_that_parse(tmp_path: Path)
     [targets] = tables["Targets"]
     assert len(targets) >= 7
     assert all(row[2] in ("yes", "**no**") for row in targets), targets
+    # ... and the run ends by printing them, each held or missed, then the count.
+    printed = result.stdout.strip().splitlines()
+    judged = [line for line in printed if line.startswith(("  held  ", "  MISSED  "))]
+    assert len(judged) == len(targets), printed[-20:]
+    missed = sum(row[2] != "yes" for row in targets)
+    assert printed[-1] == f"{len(targets) - missed} held, {missed} missed"
     machine = {row[0]: row[1] for row in tables["Machine"][0]}
     for field in ("CPU", "cores", "Python", "OS", "date"):
         assert machine.get(field), f"machine description lacks {field}"

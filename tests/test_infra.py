@@ -89,7 +89,7 @@ ALLOWED_ROLES: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"Microsoft.Storage/storageAccounts"}),
     ),
     # Manage rights, so that the scale controller can read the deletion queue's message count (target-based
-    # scaling; see the README's "Who may do what"). Only on the queue DELETION_QUEUE names: check_roles.
+    # scaling; docs/deployment.md, "Who may do what"). Only on the queue DELETION_QUEUE names: check_roles.
     SERVICE_BUS_DATA_OWNER: (
         "Azure Service Bus Data Owner",
         frozenset({"Microsoft.ServiceBus/namespaces/queues"}),

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     def make_handler(base_url: str) -> Handler:
         return BatchEmulator(base_url, defaults, log_limit=args.request_log_limit).handle
 
-    run(make_handler, host=args.host, port=args.port, banner="Batch emulator listening on {url}")
+    with _cli.startup_errors("emulators.batch", debug=args.debug, port=args.port):
+        run(make_handler, host=args.host, port=args.port, banner="Batch emulator listening on {url}")
 
 
 if __name__ == "__main__":

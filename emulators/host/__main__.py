@@ -114,6 +114,8 @@ async def serve(args: argparse.Namespace, app_dir: Path) -> None:
         done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             if task in done:  # a trigger failed before it was ready: show why and stop
+                all_ready.cancel()
+                all_ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no noise
                 task.result()
 
         async def handle(request: Request) -> Response:
@@ -141,7 +143,10 @@ async def serve(args: argparse.Namespace, app_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = _cli.parser("python -m emulators.host", "Run a function app's Service Bus triggers locally.")
+    # 7071 is the port `func start` uses (Azure Functions Core Tools).
+    parser = _cli.parser(
+        "python -m emulators.host", "Run a function app's Service Bus triggers locally.", default_port=7071
+    )
     parser.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
     parser.add_argument("--app-dir", default=".", help="folder of the app, host.json and local settings")
     parser.add_argument(
@@ -157,13 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, json_file=args.log_file)
-    otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))  # the standard variable: a collector
-    if args.telemetry or otlp:
-        from emulators.telemetry import install  # noqa: PLC0415 - OpenTelemetry only when asked for
+    with _cli.startup_errors("emulators.host", debug=args.debug, port=args.port):
+        otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))  # the standard variable: a collector
+        if args.telemetry or otlp:
+            from emulators.telemetry import install  # noqa: PLC0415 - OpenTelemetry only when asked for
 
-        out = None if not args.telemetry else sys.stderr if args.telemetry == "-" else Path(args.telemetry)
-        install("Functions host", out, otlp=otlp)
-    asyncio.run(serve(args, Path(args.app_dir).resolve()))
+            out = None if not args.telemetry else sys.stderr if args.telemetry == "-" else Path(args.telemetry)
+            install("Functions host", out, otlp=otlp)
+        asyncio.run(serve(args, Path(args.app_dir).resolve()))
 
 
 if __name__ == "__main__":

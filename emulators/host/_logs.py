@@ -31,12 +31,30 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _not_the_auth_level_note(record: logging.LogRecord) -> bool:
+    """azure-functions warns at import that an auth level does not apply to a non-HTTP app; this app
+    has no HTTP function, so the warning says nothing (it still reaches --log-file)."""
+    return not record.getMessage().startswith("Auth level is not applied to non http function app")
+
+
+def _the_app_at_information(record: logging.LogRecord) -> bool:
+    """The app's own records from Information up, as the real host's console shows them at host.json's
+    default level (one line per message: outcome, job, Batch's answer); the host's and the SDKs' from
+    Warning up."""
+    if record.levelno >= logging.WARNING:
+        return True
+    return not record.name.startswith(("emulators", "azure", "uamqp", "asyncio", "root"))
+
+
 def configure_logging(*, verbose: bool, json_file: str | None) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     stderr = logging.StreamHandler(sys.stderr)
-    stderr.setLevel(logging.INFO if verbose else logging.WARNING)
+    stderr.setLevel(logging.INFO)
     stderr.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    stderr.addFilter(_not_the_auth_level_note)
+    if not verbose:
+        stderr.addFilter(_the_app_at_information)
     root.addHandler(stderr)
     if json_file:
         handler = logging.FileHandler(json_file, encoding="utf-8")

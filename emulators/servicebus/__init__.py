@@ -5,7 +5,7 @@ Run it with ``python -m emulators.servicebus --port 0 --queue orders:lockDuratio
 State is in memory; queues exist only if declared (``--queue``, ``--config``: see ``_config``).
 Clients authenticate as in Azure, with a SAS token on ``$cbs`` signed with the development emulator's
 well-known key (or one given with ``--shared-access-key``): see ``_auth``. What is and is not emulated:
-the README's Service Bus emulator section.
+docs/emulators.md, the Service Bus emulator.
 
 Modules: ``_config`` (queue declarations), ``_amqp`` (message sections as bytes), ``_message`` (a
 stored message and its wire form), ``_entity`` (queues, locks, schedules, dead letters: the rules, no

@@ -82,13 +82,14 @@ def main(argv: list[str] | None = None) -> None:
             keys.append(parse_key_spec(os.environ[_KEY_ENV]))
         except ValueError as error:
             parser.error(f"{_KEY_ENV}: {error}")
-    serve(
-        queues,
-        host=args.host,
-        port=args.port,
-        banner="Service Bus emulator listening on {url}",
-        keys=Keys(keys),
-    )
+    with _cli.startup_errors("emulators.servicebus", debug=args.debug, port=args.port):
+        serve(
+            queues,
+            host=args.host,
+            port=args.port,
+            banner="Service Bus emulator listening on {url}",
+            keys=Keys(keys),
+        )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def token_request(identity: IdentityHandle, *, secret: str | None = None, **para
 @pytest.fixture(scope="module")
 def user_assigned_process(identity_secret: str) -> Iterator[RunningProcess]:
     """An endpoint that serves only one user-assigned identity (its secret given by --secret)."""
-    # One token: a random secret may start with "-", which argparse would read as an option.
+    # --secret=VALUE: a token_urlsafe secret may begin with "-", which argparse would take for an option
     args = (f"--secret={identity_secret}", "--client-id", USER_ASSIGNED, "--lifetime-seconds", "600")
     with start("emulators.identity", *args) as process:
         yield process

@@ -1,4 +1,4 @@
-"""`python -m delete_job.cli dead-letters replay` against the real Service Bus emulator: what reaches the
+"""`python -m deleter_cli dead-letters replay` against the real Service Bus emulator: what reaches the
 deletion queue, and what stays on the dead-letter queue (the records of `test_cli_dead_letters`)."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import uuid
 
 from azure.servicebus import ServiceBusReceivedMessage
 
-from tests.delete_job.test_cli import body, flat, reader, run
-from tests.delete_job.test_cli_dead_letters import (
+from tests.deleter_cli.test_dead_letters import (
     BROKER_BODY,
     BROKER_ID,
     RECORDS,
@@ -17,6 +16,7 @@ from tests.delete_job.test_cli_dead_letters import (
     DeadLetters,
     dead_letters,
 )
+from tests.deleter_cli.test_enqueue import body, flat, reader, run
 
 __all__ = ["dead_letters", "reader"]  # the fixtures, shared with the listing tests
 

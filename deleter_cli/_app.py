@@ -1,5 +1,7 @@
-"""The command line: `enqueue` here, `dead-letters list|show|replay` in `_dead_letters_app`."""
+"""The command line: `enqueue` here, `dead-letters list|show` in `_dead_letters_app`, `dead-letters
+replay|discard` in `_replay_app`."""
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -8,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from delete_job.cli._common import (
+from deleter_cli import _replay_app  # noqa: F401 - its commands register on `dead_letters`
+from deleter_cli._common import (
     ConnectionStringOption,
     NamespaceOption,
     QueueOption,
@@ -19,10 +22,10 @@ from delete_job.cli._common import (
     progress_bar,
     resolve_connection,
 )
-from delete_job.cli._config import Connection, Queue, Sources, open_client
-from delete_job.cli._dead_letters_app import dead_letters
-from delete_job.cli._enqueue import Line, read_lines, request_body, send, validate
-from delete_job.cli._errors import (
+from deleter_cli._config import Connection, Queue, Sources, open_client
+from deleter_cli._dead_letters_app import dead_letters
+from deleter_cli._enqueue import Accounts, Line, read_lines, request_body, send, validate
+from deleter_cli._errors import (
     EXIT_PARTIAL,
     EXIT_SERVICE,
     SERVICE_ERRORS,
@@ -33,7 +36,7 @@ from delete_job.cli._errors import (
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    name="delete_job.cli",
+    name="deleter",
     help=(
         "Operate the Batch job deleter: put deletion requests on its queue, read and replay its dead"
         " letters. Settings come from the options, else the environment, else local.settings.json"
@@ -47,6 +50,7 @@ app = typer.Typer(
 )
 app.add_typer(dead_letters, name="dead-letters")
 
+BATCH_ACCOUNTS = "BATCH_ACCOUNTS"
 _REQUEST_OPTIONS = "--job-id, --account, --force, --time-out, --if-*, --client-request-id, --reason"
 
 
@@ -109,6 +113,27 @@ def _send(
     return sent
 
 
+def _accounts(sources: Sources, connection_string: str | None, namespace: str | None) -> Accounts | None:
+    """BATCH_ACCOUNTS, when it describes the deployment the tool talks to: it comes from the same place
+    (the environment, or one local settings file) as the connection. Else the function's list is unknown
+    here, and the function itself judges the account."""
+    setting = sources.get(BATCH_ACCOUNTS)
+    if setting is None:
+        return None
+    try:
+        connection = resolve_connection(connection_string, namespace, sources)
+    except CliError:
+        return None
+    place = setting.source.partition(" in ")[2]
+    if place != connection.source.partition(" in ")[2]:
+        return None
+    try:
+        names = json.loads(setting.value)
+    except ValueError:
+        return None
+    return Accounts(frozenset(names), setting.source) if isinstance(names, dict) else None
+
+
 @app.command()
 def enqueue(
     *,
@@ -166,7 +191,7 @@ def enqueue(
         target = None if dry_run else deletion_queue(queue, sources)
         connection = None if dry_run else resolve_connection(connection_string, namespace, sources)
 
-        valid, rejected = validate(lines)
+        valid, rejected = validate(lines, _accounts(sources, connection_string, namespace))
         for refused in rejected:
             where = f"line {refused.number}" if refused.number is not None else "rejected"
             err().print(Text(f"{where}: {refused.problem}", style="red"))
@@ -184,6 +209,6 @@ def enqueue(
             raise typer.Exit(EXIT_PARTIAL)
 
 
-def main() -> None:
-    """`python -m delete_job.cli`."""
-    app(prog_name="python -m delete_job.cli")
+def main(prog_name: str = "deleter") -> None:
+    """The `deleter` console script (and `python -m deleter_cli`)."""
+    app(prog_name=prog_name)

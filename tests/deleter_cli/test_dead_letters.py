@@ -1,4 +1,4 @@
-"""`python -m delete_job.cli dead-letters list|show|replay` against the real Service Bus emulator.
+"""`python -m deleter_cli dead-letters list|show|replay` against the real Service Bus emulator.
 
 The dead-letter queue holds what the function writes there: failure records built by
 `delete_job.records.failure_record` and sent with `shared.servicebus.QueueSender`, a dead letter the
@@ -23,7 +23,7 @@ from shared.batch_errors import parse_batch_error
 from shared.servicebus import OutgoingMessage, QueueSender
 from shared.settings import ServiceBusConnection
 from tests.conftest import ServiceBusHandle
-from tests.delete_job.test_cli import QueueReader, connect, flat, reader, run
+from tests.deleter_cli.test_enqueue import QueueReader, connect, flat, reader, run
 from tests.polling import wait_for
 
 NOW = datetime.now(UTC)

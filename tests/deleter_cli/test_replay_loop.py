@@ -13,8 +13,8 @@ from typing import Any
 from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageLockLostError, ServiceBusError
 
-from delete_job.cli._deadletter import DeadLetter, Envelope, read
-from delete_job.cli._dlq import Outcome, ReplayResult, replay
+from deleter_cli._deadletter import DeadLetter, Envelope, read
+from deleter_cli._dlq import Outcome, ReplayResult, replay
 
 
 def message(number: int, job_id: str = "j") -> Any:

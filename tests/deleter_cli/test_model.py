@@ -18,13 +18,14 @@ from azure.servicebus.exceptions import (
     ServiceBusError,
 )
 
-from delete_job.cli._config import Connection, Queue, Sources
-from delete_job.cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, read, replay_copy
-from delete_job.cli._enqueue import Line, read_lines, request_body, validate
-from delete_job.cli._errors import CliError, describe_service_error
-from delete_job.cli._filters import Filters, parse_since
 from delete_job.decision import Outcome
 from delete_job.records import Received, failure_record
+from deleter_cli._changes import Changes
+from deleter_cli._config import Connection, Queue, Sources
+from deleter_cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, read, replay_copy
+from deleter_cli._enqueue import Line, read_lines, request_body, validate
+from deleter_cli._errors import CliError, describe_service_error
+from deleter_cli._filters import Filters, parse_since
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
@@ -161,7 +162,7 @@ def test_replay_copy_of_a_record_starts_afresh() -> None:
         application_properties={"team": "ml", "retryAttempt": 3, "originalMessageId": "m-0", "none": None},
         retry_attempt=3,
     )
-    copy = replay_copy(read(envelope), new_id=lambda: "new-1")
+    copy = replay_copy(read(envelope), new_id=lambda: "new-1", named=True)  # an InvalidMessage record
     assert (copy.message_id, copy.body, copy.correlation_id) == ("new-1", b'{"jobId": "j-1"}', "c-1")
     assert copy.application_properties == {"team": "ml", "replayOf": "m-0:failed"}
     assert copy.content_type == "application/json"
@@ -278,3 +279,15 @@ def test_a_failed_sign_in_suggests_az_login() -> None:
     message = describe_service_error(ClientAuthenticationError("no credential"), connection, None)
     assert "could not sign in to prod.servicebus.windows.net (from --namespace)" in message
     assert "az login" in message
+
+
+def test_a_request_refused_as_it_is_is_replayed_only_when_named_or_changed() -> None:
+    """An InvalidMessage record is skipped by a filter or --all; named by --id, or changed, it goes."""
+    dead_letter = read(record_envelope())  # reason InvalidMessage, a body the model accepts
+    with pytest.raises(NotReplayableError, match="InvalidMessage: the request was refused as it is"):
+        replay_copy(dead_letter)
+    assert replay_copy(dead_letter, named=True).body == b'{"jobId": "j-1"}'
+    changed = replay_copy(dead_letter, changes=Changes(fields={"force": True}))
+    assert json.loads(changed.body) == {"jobId": "j-1", "force": True}
+    replaced = replay_copy(dead_letter, changes=Changes(body=b'{"jobId": "j-2"}', drop_preconditions=True))
+    assert json.loads(replaced.body) == {"jobId": "j-2"}

@@ -2,11 +2,12 @@
 
 Browsing peeks, page by page by sequence number: nothing is locked, removed or counted as a delivery.
 
-Replaying selects records by peeking, then receives in peek-lock mode until each selected one came by
-(a queue gives no other way to take one particular message). For a selected record it sends the copy to
-the deletion queue and only then completes the record; a record whose send failed, and every other
-message received on the way, is held until the end and then abandoned, so each is received once per
-run. Abandoning counts a delivery: on a queue with a small max delivery count, many filtered replays
+Replaying (and discarding) selects records by peeking, then receives in peek-lock mode until each
+selected one came by (a queue gives no other way to take one particular message). For a selected
+record it sends the copy to the deletion queue and only then completes the record; a record whose send
+failed, and every other message received on the way, is held until the end and then abandoned, so each
+is received once per run. Abandoning counts a delivery: on a queue with a small max delivery count,
+many filtered replays
 could move the records they pass over to the queue's own dead-letter sub-queue.
 """
 
@@ -21,9 +22,9 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusRece
 from azure.servicebus import ServiceBusReceiver as Receiver
 from azure.servicebus.exceptions import ServiceBusError
 
-from delete_job.cli._deadletter import DeadLetter, Envelope, NotReplayableError, read, replay_copy
+from deleter_cli._deadletter import DeadLetter, Envelope, NotReplayableError, ReplayCopy, read, replay_copy
 
-__all__ = ["Outcome", "ReplayResult", "browse", "replay"]
+__all__ = ["Outcome", "ReplayResult", "browse", "discard", "replay"]
 
 PAGE = 100
 RECEIVE_BATCH = 50
@@ -45,6 +46,7 @@ class Outcome(StrEnum):
     REPLAYED = "replayed"  # the copy was sent and the record removed (see `removed`)
     KEPT = "kept"  # the record is still on the queue: its copy was not sent
     SKIPPED = "skipped"  # not replayable as is; left on the queue
+    DISCARDED = "discarded"  # removed without sending anything
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,11 @@ def replay(
     describe_send_error: Callable[[BaseException], str],
     on_result: Callable[[ReplayResult], None],
     max_wait_time: float = 5.0,
+    copy: Callable[[DeadLetter], ReplayCopy] = replay_copy,
 ) -> list[ReplayResult]:
     """Replay `selected` (records peeked with `receiver`, a peek-lock receiver on the dead-letter queue,
-    which receives them now); copies go to `deletion_queue`; `on_result` hears of each as it is settled."""
+    which receives them now); `copy` makes what goes to `deletion_queue`; `on_result` hears of each as
+    it is settled."""
     results: list[ReplayResult] = []
 
     def settle(result: ReplayResult) -> None:
@@ -76,7 +80,7 @@ def replay(
     pending: dict[int, DeadLetter] = {}
     for dead_letter in selected:
         try:
-            replay_copy(dead_letter)
+            copy(dead_letter)
         except NotReplayableError as exc:
             settle(ReplayResult(dead_letter, Outcome.SKIPPED, str(exc)))
         else:
@@ -84,6 +88,56 @@ def replay(
     if not pending:
         return results
     sender = _LazySender(client, deletion_queue)
+    try:
+        _take(
+            receiver,
+            pending,
+            lambda message: _replay_one(receiver, sender, message, describe_send_error, copy),
+            settle,
+            max_wait_time,
+        )
+    finally:
+        sender.close()
+    return results
+
+
+def discard(
+    receiver: Receiver,
+    *,
+    selected: Sequence[DeadLetter],
+    on_result: Callable[[ReplayResult], None],
+    max_wait_time: float = 5.0,
+) -> list[ReplayResult]:
+    """Remove `selected` from the dead-letter queue without sending anything."""
+    results: list[ReplayResult] = []
+
+    def settle(result: ReplayResult) -> None:
+        results.append(result)
+        on_result(result)
+
+    def remove(message: ServiceBusReceivedMessage) -> ReplayResult:
+        dead_letter = read(Envelope.from_message(message))
+        try:
+            receiver.complete_message(message)
+        except (ServiceBusError, ValueError) as exc:
+            return ReplayResult(dead_letter, Outcome.KEPT, f"could not be removed ({type(exc).__name__})")
+        return ReplayResult(dead_letter, Outcome.DISCARDED, "removed", removed=True)
+
+    pending = {dead_letter.envelope.sequence_number: dead_letter for dead_letter in selected}
+    if pending:
+        _take(receiver, pending, remove, settle, max_wait_time)
+    return results
+
+
+def _take(
+    receiver: Receiver,
+    pending: dict[int, DeadLetter],
+    act: Callable[[ServiceBusReceivedMessage], ReplayResult],
+    settle: Callable[[ReplayResult], None],
+    max_wait_time: float,
+) -> None:
+    """Receive until every `pending` record came by, `act` on each; everything else (and a record
+    `act` did not settle) is abandoned at the end, so each is received once per run."""
     held: list[ServiceBusReceivedMessage] = []
     seen: set[int] = set()
     try:
@@ -96,8 +150,8 @@ def replay(
                 if pending.pop(number, None) is None:
                     held.append(message)  # not chosen, or chosen and already settled
                     continue
-                result = _replay_one(receiver, sender, message, describe_send_error)
-                if result.outcome is not Outcome.REPLAYED:
+                result = act(message)
+                if not result.removed and result.outcome is not Outcome.REPLAYED:
                     held.append(message)
                 settle(result)
             if not news:  # nothing new came (empty, or only expired locks coming back): stop
@@ -106,7 +160,6 @@ def replay(
         for message in held:
             with contextlib.suppress(ServiceBusError, ValueError):  # a lost lock frees it anyway
                 receiver.abandon_message(message)
-        sender.close()
     for dead_letter in pending.values():
         settle(
             ReplayResult(
@@ -115,7 +168,6 @@ def replay(
                 "not received: another receiver holds it, or it was removed since it was listed",
             )
         )
-    return results
 
 
 def _replay_one(
@@ -123,10 +175,11 @@ def _replay_one(
     sender: _LazySender,
     message: ServiceBusReceivedMessage,
     describe_send_error: Callable[[BaseException], str],
+    make_copy: Callable[[DeadLetter], ReplayCopy],
 ) -> ReplayResult:
     dead_letter = read(Envelope.from_message(message))  # what is completed is what is sent
     try:
-        copy = replay_copy(dead_letter)
+        copy = make_copy(dead_letter)
     except NotReplayableError as exc:
         return ReplayResult(dead_letter, Outcome.SKIPPED, str(exc))
     outgoing = ServiceBusMessage(

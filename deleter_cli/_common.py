@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from delete_job.cli._config import (
+from deleter_cli._config import (
     CONNECTION_STRING,
     DEAD_LETTER_QUEUE,
     DELETION_QUEUE,
@@ -19,7 +19,7 @@ from delete_job.cli._config import (
     Queue,
     Sources,
 )
-from delete_job.cli._errors import CliError
+from deleter_cli._errors import CliError
 
 __all__ = [
     "ConnectionStringOption",

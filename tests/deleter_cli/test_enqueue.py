@@ -1,4 +1,4 @@
-"""`python -m delete_job.cli enqueue` and the tool's settings, against the real Service Bus emulator.
+"""`python -m deleter_cli enqueue` and the tool's settings, against the real Service Bus emulator.
 
 The tool runs in-process through typer's CliRunner (and once as a real subprocess); what it sent is read
 back from the queue with the SDK.
@@ -22,8 +22,8 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver
 from typer.testing import CliRunner, Result
 
-from delete_job.cli import app
-from delete_job.cli._config import Connection, Sources
+from deleter_cli import app
+from deleter_cli._config import Connection, Sources
 from tests.conftest import ServiceBusHandle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,14 +297,14 @@ def test_a_namespace_in_the_environment_is_not_overridden_by_a_file_connection_s
 def test_python_dash_m_runs_the_tool(
     servicebus: ServiceBusHandle, tmp_path: Path, reader: QueueReader
 ) -> None:
-    """`python -m delete_job.cli` as a subprocess: settings from the environment, JSON lines on stdin."""
+    """`python -m deleter_cli` as a subprocess: settings from the environment, JSON lines on stdin."""
     env = {
         **os.environ,
         "ServiceBusConnection": servicebus.connection_string,
         "DELETION_QUEUE": servicebus.queues.queue,
     }
     completed = subprocess.run(
-        [sys.executable, "-m", "delete_job.cli", "enqueue", "--file", "-"],
+        [sys.executable, "-m", "deleter_cli", "enqueue", "--file", "-"],
         input=b'{"jobId": "p-1"}\n{"jobId": "p-2", "endpoint": "https://evil.example"}\n',
         capture_output=True,
         cwd=tmp_path,
@@ -319,3 +319,25 @@ def test_python_dash_m_runs_the_tool(
     assert "sent 1, rejected 1" in stdout
     [message] = reader.take_all(servicebus.queues.queue, 1)
     assert body(message) == b'{"jobId": "p-1"}'
+
+
+def test_enqueue_refuses_an_account_the_function_does_not_list(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """BATCH_ACCOUNTS from the same place as the connection: an unlisted account is rejected before
+    anything is sent (the function would record InvalidMessage); from another place it is not judged."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "ServiceBusConnection", "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b"
+    )
+    monkeypatch.setenv("BATCH_ACCOUNTS", json.dumps({"emulator2": "http://127.0.0.1:1"}))
+    result = run("enqueue", "--job-id", "j-1", "--account", "nowhere", "--dry-run")
+    assert result.exit_code == 1
+    assert (
+        "account 'nowhere' is not listed in BATCH_ACCOUNTS (BATCH_ACCOUNTS in the environment: emulator2);"
+        " the function would refuse it"
+    ) in flat(result.stderr)
+    assert run("enqueue", "--job-id", "j-1", "--account", "emulator2", "--dry-run").exit_code == 0
+    monkeypatch.delenv("BATCH_ACCOUNTS")
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"BATCH_ACCOUNTS": "{}"}}))
+    assert run("enqueue", "--job-id", "j-1", "--account", "nowhere", "--dry-run").exit_code == 0

@@ -28,7 +28,7 @@ from azure.servicebus.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from delete_job.cli._config import Connection, Queue
+    from deleter_cli._config import Connection, Queue
 
 __all__ = [
     "EXIT_PARTIAL",

@@ -47,17 +47,36 @@ def request_body(fields: Mapping[str, object]) -> bytes:
     return json.dumps(present, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def validate(lines: Sequence[Line]) -> tuple[list[Line], list[Rejected]]:
-    """Split `lines` into valid requests and rejected ones (with the model's one-line reason)."""
+@dataclass(frozen=True)
+class Accounts:
+    """The BATCH_ACCOUNTS names the function will accept, and where the tool read them."""
+
+    names: frozenset[str]
+    source: str
+
+
+def validate(lines: Sequence[Line], accounts: Accounts | None = None) -> tuple[list[Line], list[Rejected]]:
+    """Split `lines` into valid requests and rejected ones (with the model's one-line reason). With
+    `accounts`, an account the function's BATCH_ACCOUNTS does not list is refused, as the function would."""
     valid: list[Line] = []
     rejected: list[Rejected] = []
     for line in lines:
         try:
-            parse_request(line.body)
+            request = parse_request(line.body)
         except InvalidMessageError as exc:
             rejected.append(Rejected(line.number, exc.description))
-        else:
-            valid.append(line)
+            continue
+        if accounts is not None and request.account is not None and request.account not in accounts.names:
+            listed = ", ".join(sorted(accounts.names)) or "none"
+            rejected.append(
+                Rejected(
+                    line.number,
+                    f"account {request.account!r} is not listed in BATCH_ACCOUNTS ({accounts.source}:"
+                    f" {listed}); the function would refuse it",
+                )
+            )
+            continue
+        valid.append(line)
     return valid, rejected
 
 

@@ -13,19 +13,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.json import JSON
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from delete_job.cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, replay_copy
 from delete_job.records import Received, describe_original
+from deleter_cli._deadletter import DeadLetter, Envelope, Kind, NotReplayableError, replay_copy
 
-__all__ = ["detail", "raw_json", "summary_json", "table"]
+__all__ = ["detail", "print_wide", "raw_json", "summary_json", "table", "wide_table"]
 
-DESCRIPTION_WIDTH = 120
-WIDE = 140  # columns: enough for every column of the table, the description cut to fit
+INDENT = "    "
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -40,29 +41,83 @@ def _shown(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
-def _one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
 def _reason(dead_letter: DeadLetter) -> str:
     return f"{dead_letter.reason} (broker)" if dead_letter.kind is Kind.BROKER else dead_letter.reason
 
 
-def table(dead_letters: Sequence[DeadLetter], title: str, *, width: int) -> Table:
-    """The list view. Narrower than `WIDE` columns, the description is left out (`show` and `--json`
-    have it) and long values wrap instead of being cut."""
-    wide = width >= WIDE
-    grid = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", expand=wide)
+def _answer(dead_letter: DeadLetter) -> str:
+    """`412 ConditionNotMet`: Batch's answer, when there was one."""
+    return " ".join(str(v) for v in (dead_letter.http_status, dead_letter.batch_error_code) if v)
+
+
+def _words(*parts: tuple[str, str]) -> list[Text]:
+    return [Text(f"{label} {value}" if label else value) for label, value in parts if value]
+
+
+def _fit(first: Text, pieces: list[Text], width: int) -> list[Text]:
+    """`first`, then `pieces` two spaces apart, in lines of at most `width` cells (later lines
+    indented); a piece is never split: one longer than a line runs past the edge, an id stays whole."""
+    lines: list[Text] = []
+    line = first.copy()
+    bare = -1  # the first line always has `first`: a piece after it is always two spaces apart
+    for piece in pieces:
+        if line.cell_len > bare and line.cell_len + 2 + piece.cell_len > width:
+            lines.append(line)
+            line, bare = Text(INDENT), len(INDENT)
+        if line.cell_len > bare:
+            line.append("  ")
+        line.append_text(piece)
+    lines.append(line)
+    return lines
+
+
+def table(dead_letters: Sequence[DeadLetter], title: str, *, width: int) -> RenderableType:
+    """The list view, for a terminal of `width` columns (80 and up): each record on a line of its own
+    (sequence number, reason, Batch's answer, when, job, message id; ids are never split), and what to
+    do, the description, wrapped on the lines under it. `wide_table` has one line per record."""
+    parts: list[RenderableType] = [Text(title, style="bold")]
+    for dead_letter in dead_letters:
+        envelope = dead_letter.envelope
+        head = Text(f"#{envelope.sequence_number}", style="bold")
+        head.append("  ")
+        head.append(_reason(dead_letter), style="yellow" if dead_letter.kind is Kind.BROKER else "")
+        pieces = _words(
+            ("", _answer(dead_letter)),
+            ("", _shown(dead_letter.failed_at)),
+            ("job", dead_letter.job_id or ""),
+            ("message", envelope.message_id or ""),
+        )
+        parts.append(Text(""))
+        parts += _fit(head, pieces, width)
+        if dead_letter.description:
+            description = Text(" ".join(dead_letter.description.split()), style="dim")
+            parts.append(Padding(description, (0, 0, 0, len(INDENT))))
+    return Group(*parts)
+
+
+def print_wide(console: Console, renderable: RenderableType) -> None:
+    """Print at the renderable's natural width, past the terminal's edge if need be (--wide)."""
+    width = Measurement.get(console, console.options.update_width(100_000), renderable).maximum
+    terminal = console.width
+    console.width = max(width, terminal)  # print() caps a width at the console's own
+    try:
+        console.print(renderable, soft_wrap=False, crop=False)
+    finally:
+        console.width = terminal
+
+
+def wide_table(dead_letters: Sequence[DeadLetter], title: str) -> Table:
+    """`list --wide`: one line per record with every column and the whole description (for a wide
+    terminal, or a file)."""
+    grid = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
     grid.add_column("#", justify="right", no_wrap=True)
     for name in ("reason", "job"):
-        grid.add_column(name, no_wrap=wide, overflow="fold")
+        grid.add_column(name, no_wrap=True)
     grid.add_column("HTTP", justify="right", no_wrap=True)
-    grid.add_column("Batch error", no_wrap=wide, overflow="fold")
-    grid.add_column("failed at (UTC)", no_wrap=wide)
-    if wide:
-        grid.add_column("description", ratio=1, min_width=20, no_wrap=True, overflow="ellipsis")
-    grid.add_column("message id", no_wrap=wide, overflow="fold")
+    grid.add_column("Batch error", no_wrap=True)
+    grid.add_column("failed at (UTC)", no_wrap=True)
+    grid.add_column("message id", no_wrap=True)
+    grid.add_column("description", no_wrap=True)
     for dead_letter in dead_letters:
         envelope = dead_letter.envelope
         grid.add_row(
@@ -72,8 +127,8 @@ def table(dead_letters: Sequence[DeadLetter], title: str, *, width: int) -> Tabl
             Text(str(dead_letter.http_status or "")),
             Text(dead_letter.batch_error_code or ""),
             Text(_shown(dead_letter.failed_at)),
-            *([Text(_one_line(dead_letter.description, DESCRIPTION_WIDTH))] if wide else []),
             Text(envelope.message_id or ""),
+            Text(" ".join(dead_letter.description.split())),
         )
     return grid
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from delete_job.request import InvalidMessageError, parse_request
+from deleter_cli._changes import CANNOT_SUCCEED_UNCHANGED, ChangeError, Changes, apply
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusReceivedMessage
@@ -247,24 +248,72 @@ def _properties(source: dict[str, Any], drop: tuple[str, ...]) -> dict[str | byt
     return kept
 
 
-def replay_copy(dead_letter: DeadLetter, new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> ReplayCopy:
-    """What replaying `dead_letter` sends to the deletion queue; raises NotReplayableError."""
+def replay_copy(
+    dead_letter: DeadLetter,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    *,
+    changes: Changes | None = None,
+    named: bool = False,
+) -> ReplayCopy:
+    """What replaying `dead_letter` (with `changes`) sends to the deletion queue; raises
+    NotReplayableError. `named`: the operator chose this record by its id."""
+    changes = changes or Changes()
+    body, kept, content_type, correlation_id, subject = _from_original(
+        dead_letter, check=changes.body is None
+    )
+    try:
+        body = apply(body, changes)
+    except ChangeError as exc:
+        raise NotReplayableError(f"{exc}; send a corrected request with --body or `enqueue`") from None
+    try:
+        parse_request(body)
+    except InvalidMessageError as exc:
+        if changes:
+            raise NotReplayableError(
+                f"the changed request is invalid ({exc.description}); nothing was sent"
+            ) from None
+        raise NotReplayableError(
+            f"the original request is invalid ({exc.description}); replaying it would fail again: replay"
+            f" it with --id {dead_letter.envelope.ref} --body FILE, send a corrected request with `enqueue`,"
+            " or discard it"
+        ) from None
+    if dead_letter.reason in CANNOT_SUCCEED_UNCHANGED and not changes and not named:
+        raise NotReplayableError(
+            f"{dead_letter.reason}: the request was refused as it is, so it would fail again; name it"
+            f" with --id {dead_letter.envelope.ref} (with --body FILE for a corrected request), or discard it"
+        )
+    kept[REPLAY_OF] = dead_letter.envelope.ref
+    return ReplayCopy(
+        message_id=new_id(),
+        body=body,
+        content_type=content_type or "application/json",
+        correlation_id=correlation_id,
+        subject=subject,
+        application_properties=kept,
+    )
+
+
+def _from_original(
+    dead_letter: DeadLetter, *, check: bool
+) -> tuple[bytes, dict[str | bytes, Any], str | None, str | None, str | None]:
+    """The original request and what travels with it: body, properties, content type, correlation id,
+    subject. `check`: the body must be there whole (a corrected --body replaces it anyway)."""
     if dead_letter.kind is Kind.FAILURE_RECORD and dead_letter.record is not None:
         original = dead_letter.record["originalMessage"]
-        if original.get("bodyTruncated"):
+        if check and original.get("bodyTruncated"):
             raise NotReplayableError(
                 f"the original body was cut at 64 KiB (it had {original.get('bodySize', '?')} bytes), so the"
                 " request cannot be rebuilt from the record; send a corrected request with `enqueue`"
             )
-        if "bodyBase64" in original:
+        if check and "bodyBase64" in original:
             raise NotReplayableError(
                 "the original body was not UTF-8 text (the record holds bodyBase64), so it is not a"
                 " deletion request; send a corrected request with `enqueue`"
             )
         body_text = original.get("body")
-        if not isinstance(body_text, str):
+        if check and not isinstance(body_text, str):
             raise NotReplayableError("the record holds no original body to replay")
-        body = body_text.encode("utf-8")
+        body = body_text.encode("utf-8") if isinstance(body_text, str) else b""
         properties = original.get("applicationProperties")
         kept = _properties(properties if isinstance(properties, dict) else {}, RETRY_PROPERTIES)
         content_type = _str(original, "contentType")
@@ -283,19 +332,4 @@ def replay_copy(dead_letter: DeadLetter, new_id: Callable[[], str] = lambda: str
         raise NotReplayableError(
             "not a failure record or a broker dead letter: there is no request to replay"
         )
-    try:
-        parse_request(body)
-    except InvalidMessageError as exc:
-        raise NotReplayableError(
-            f"the original request is invalid ({exc.description}); replaying it would fail again: send a"
-            " corrected request with `enqueue`"
-        ) from None
-    kept[REPLAY_OF] = dead_letter.envelope.ref
-    return ReplayCopy(
-        message_id=new_id(),
-        body=body,
-        content_type=content_type or "application/json",
-        correlation_id=correlation_id,
-        subject=subject,
-        application_properties=kept,
-    )
+    return body, kept, content_type, correlation_id, subject

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from delete_job.cli._deadletter import DeadLetter
+from deleter_cli._deadletter import DeadLetter
 
 __all__ = ["Filters", "parse_since"]
 

@@ -1,4 +1,4 @@
-"""`python -m delete_job.cli`: the operator's tool for the deletion queue and its dead letters.
+"""`python -m deleter_cli`: the operator's tool for the deletion queue and its dead letters.
 
     enqueue               validate deletion requests with the function's own model, then send them
     dead-letters list     failure records and forwarded dead letters, read without removing them
@@ -12,6 +12,6 @@ Service Bus failures as messages), `_enqueue` (reading, validating and sending r
 the I/O), `_render` (tables, details, JSON).
 """
 
-from delete_job.cli._app import app, main
+from deleter_cli._app import app, main
 
 __all__ = ["app", "main"]
