@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.telemetry or otlp:
             from emulators.telemetry import install  # noqa: PLC0415 - OpenTelemetry only when asked for
 
-            out = None if not args.telemetry else sys.stderr if args.telemetry == "-" else Path(args.telemetry)
+            out = None
+            if args.telemetry:
+                out = sys.stderr if args.telemetry == "-" else Path(args.telemetry)
             install("Functions host", out, otlp=otlp)
         asyncio.run(serve(args, Path(args.app_dir).resolve()))
 
