@@ -28,10 +28,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # In parallel (pytest-xdist): each worker starts its own emulators on free ports. The tests mostly wait
-# on real processes, so 4 workers on 2 cores; PYTEST_WORKERS=0 runs them in this one process.
-PYTEST_WORKERS ?= 4
+# on real processes (4 workers on 2 cores used under half the CPU), so 8 workers; worksteal hands a long
+# test's neighbours to idle workers. PYTEST_WORKERS=0 runs them in this one process.
+PYTEST_WORKERS ?= 8
 test: lint typecheck
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(if $(filter 0,$(PYTEST_WORKERS)),,--dist worksteal)
 
 demo: $(STAMP)
 	$(BIN)/python -m emulators.demo

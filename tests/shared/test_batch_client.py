@@ -306,7 +306,11 @@ async def test_one_token_request_serves_a_thousand_deletes(
     stats = identity_endpoint.control.stats()
     assert stats["tokenRequests"] - before == 1
     assert list(stats["byResource"]) == ["https://batch.core.windows.net/"]
-    assert control(batch_emulator).stats()["requests"] == 1000
+    # Every delete reached Batch. Not a count of requests: aiohttp re-sends an idempotent request once when a
+    # pooled connection turns out closed (docs/emulators.md, "The Batch client"), and on a loaded machine the
+    # emulator may close an idle one, so 1,001 requests can carry these 1,000 deletes.
+    paths = {r["path"] for r in control(batch_emulator).requests() if r["method"] == "DELETE"}
+    assert paths >= {f"/jobs/j{i}" for i in range(1000)}
 
 
 @pytest.mark.parametrize(
