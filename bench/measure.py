@@ -157,12 +157,12 @@ class Size:
     soak_warmup: int  # messages before the first RSS reading (section 3)
     soak_messages: int
     cold_runs: int  # cold subprocesses of each kind (section 4)
-    host_messages: int  # section 5
+    host_messages: int  # section 5 (10,000 at full size: opening links and the last settlements weigh little)
     host_concurrency: tuple[int, ...]  # maxConcurrentCalls of the runs through Service Bus
 
 
 SIZES = {
-    "full": Size(3, (16, 64), 2.0, 0.5, (16, 64, 256), 2.5, 5_000, 100_000, 7, 2_000, (64, 256)),
+    "full": Size(3, (16, 64), 2.0, 0.5, (16, 64, 256), 2.5, 5_000, 100_000, 7, 10_000, (64, 256)),
     "tiny": Size(1, (16, 64), 0.2, 0.05, (16, 64, 256), 0.2, 200, 1_000, 1, 40, (64,)),
 }
 
