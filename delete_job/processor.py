@@ -16,6 +16,7 @@ if that is not enough it raises.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -25,14 +26,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from delete_job.attempt import bounded_attempt
 from delete_job.decision import Action, Answer, Outcome, decide
 from delete_job.records import Received, describe_failure, failure_record, redact, retry_copy
 from delete_job.request import DeletionRequest, InvalidMessageError, parse_request
 from delete_job.retry import QuickRetryPolicy, delayed_retry_delay
 from delete_job.verification import Verifier, is_verification
 from shared.batch_client import BatchClient, BatchResponse, DeleteJobOptions
-from shared.batch_errors import BatchTransportError, InvalidRequestError
-from shared.identity import BatchToken, TokenUnavailableError, create_credential
+from shared.batch_errors import InvalidRequestError
+from shared.identity import BatchToken, create_credential
 from shared.servicebus import OutgoingMessage, QueueSender
 from shared.settings import Settings
 from shared.telemetry import OFF, AnyTelemetry, from_settings
@@ -305,29 +307,13 @@ class Processor:
         result: Result,
         budget: _Budget,
     ) -> Answer:
-        """One try: a token (cached, or one request shared with every caller), then one Batch request,
-        both cut off where the invocation's Batch time ends (one timer: this is the hot path)."""
-        left = budget.batch_ends - self._monotonic()
-        asking_batch = False
-        try:
-            async with asyncio.timeout(max(left, 0.0)) as limit:
-                if self._token is not None:
-                    await self._token()  # so that a wait for the token is told apart from Batch's
-                asking_batch = True
-                result.attempts += 1
-                return await client.delete_job(request.job_id, options)
-        except (BatchTransportError, TokenUnavailableError) as exc:
-            return exc
-        except TimeoutError:
-            if not limit.expired():
-                raise
-            if not asking_batch:
-                return TokenUnavailableError(
-                    f"the token request did not finish in the {left:.1f} s left by INVOCATION_DEADLINE"
-                )
-            return BatchTransportError(
-                "timeout", f"no answer in the {left:.1f} s left by INVOCATION_DEADLINE"
-            )
+        """One try, cut off where the invocation's Batch time ends (`delete_job.attempt`)."""
+        return await bounded_attempt(
+            functools.partial(client.delete_job, request.job_id, options),
+            token=self._token,
+            left=budget.batch_ends - self._monotonic(),
+            result=result,
+        )
 
     async def _send(self, queue: str, message: OutgoingMessage, budget: _Budget) -> None:
         """Send, with whatever time the invocation has left; raises if that is not enough."""

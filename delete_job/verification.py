@@ -9,13 +9,14 @@ and quick-retry rules, so that the processor only hands a verification message o
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from delete_job.attempt import bounded_attempt
 from delete_job.decision import Action, Answer, Outcome, Verdict, decide
 from delete_job.records import Received, failure_record, redact
 from delete_job.request import DeletionRequest
@@ -304,24 +305,9 @@ class Verifier:
         self, client: BatchClient, request: DeletionRequest, result: Result, budget: Budget
     ) -> Answer:
         """One Get Job (after a token), cut off where the invocation's Batch time ends."""
-        left = budget.batch_ends - self.monotonic()
-        asking_batch = False
-        try:
-            async with asyncio.timeout(max(left, 0.0)) as limit:
-                if self.token is not None:
-                    await self.token()
-                asking_batch = True
-                result.attempts += 1
-                return await client.get_job(request.job_id, client_request_id=request.client_request_id)
-        except (BatchTransportError, TokenUnavailableError) as exc:
-            return exc
-        except TimeoutError:
-            if not limit.expired():
-                raise
-            if not asking_batch:
-                return TokenUnavailableError(
-                    f"the token request did not finish in the {left:.1f} s left by INVOCATION_DEADLINE"
-                )
-            return BatchTransportError(
-                "timeout", f"no answer in the {left:.1f} s left by INVOCATION_DEADLINE"
-            )
+        return await bounded_attempt(
+            functools.partial(client.get_job, request.job_id, client_request_id=request.client_request_id),
+            token=self.token,
+            left=budget.batch_ends - self.monotonic(),
+            result=result,
+        )
