@@ -68,15 +68,22 @@ def _chosen(
     all_: bool,
     limit: int | None,
     verb: str,
+    queue: Queue,
 ) -> tuple[list[DeadLetter], list[str]]:
-    """The records chosen, and the --id values that matched none of them."""
+    """The records chosen, and the --id values that matched none of them (each named on stderr).
+    Nothing chosen: says so and exits (1 when an --id matched nothing)."""
     if not (reason or code or job or since or ids or all_):
         raise CliError(
             f"choose records with --reason, --code, --job, --since or --id, or pass --all to {verb}"
         )
     selected = list(matching(receiver, selection(reason, code, job, since, ids), limit))
     refs = {ref for d in selected for ref in (d.envelope.message_id, *_numbers(d))}
-    return selected, [i for i in ids or () if i.strip() not in refs]
+    missing = [i for i in ids or () if i.strip() not in refs]
+    _unmatched(missing, queue)
+    if not selected:
+        out().print(Text(f"no dead letters match on queue {queue.name}; nothing to {verb}"))
+        raise typer.Exit(EXIT_PARTIAL if missing else 0)
+    return selected, missing
 
 
 def _numbers(dead_letter: DeadLetter) -> tuple[str, str]:
@@ -202,11 +209,8 @@ def replay_(
                 all_=all_,
                 limit=limit,
                 verb="replay",
+                queue=source,
             )
-            _unmatched(missing, source)
-            if not selected:
-                out().print(Text(f"no dead letters match on queue {source.name}; nothing to replay"))
-                raise typer.Exit(EXIT_PARTIAL if missing else 0)
             if target is None:
                 _dry_run(selected, source, changes, lambda d: copy(d, ""))
                 raise typer.Exit(EXIT_PARTIAL if missing else 0)
@@ -338,11 +342,8 @@ def discard_(
                 all_=all_,
                 limit=limit,
                 verb="discard",
+                queue=source,
             )
-            _unmatched(missing, source)
-            if not selected:
-                out().print(Text(f"no dead letters match on queue {source.name}; nothing to discard"))
-                raise typer.Exit(EXIT_PARTIAL if missing else 0)
             for dead_letter in selected:
                 out().print(Text(f"{'would discard' if dry_run else 'to discard'} {_about(dead_letter)}"))
             if dry_run:
