@@ -138,7 +138,10 @@ class Deployment:
         """The function's log records whole: the text (`message`) and the fields (`customDimensions`)."""
         if not self.log_file.exists():
             return []
-        entries = [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
+        # Only whole lines: the host may be halfway through writing the last one while a test polls.
+        text = self.log_file.read_text()
+        whole = text[: text.rfind("\n") + 1]
+        entries = [json.loads(line) for line in whole.splitlines() if line.strip()]
         return [e for e in entries if e["logger"] == "delete_job"]
 
     def telemetry(self, kind: str) -> list[dict[str, Any]]:
