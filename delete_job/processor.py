@@ -177,6 +177,7 @@ class Processor:
             client_id=settings.client_id,
             accounts=settings.batch_accounts,
             queue=settings.deletion_queue,
+            sampling=settings.success_sampling,
         )
         clients: dict[str, BatchClient] = {}
         senders: list[QueueSender] = []

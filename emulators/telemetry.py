@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from emulators.canary import current, report
+from shared.settings import SuccessSampling
 from shared.telemetry import Telemetry, build_providers
 
 __all__ = ["Captured", "capture", "install"]
@@ -143,8 +144,14 @@ class Captured:
             batch=False,
         )
 
-    def telemetry(self, *, accounts: Sequence[str] = (), queue: str | None = None) -> Telemetry:
-        return Telemetry(*self.providers, accounts=accounts, queue=queue)
+    def telemetry(
+        self,
+        *,
+        accounts: Sequence[str] = (),
+        queue: str | None = None,
+        sampling: SuccessSampling | None = None,
+    ) -> Telemetry:
+        return Telemetry(*self.providers, accounts=accounts, queue=queue, sampling=sampling)
 
     def spans(self) -> tuple[ReadableSpan, ...]:
         return self.span_exporter.get_finished_spans()

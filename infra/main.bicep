@@ -38,6 +38,13 @@ param verifyDeletionAfter string = '300'
 @description('Seconds after a deletion after which a job still not gone is reported DeletionStuck (VERIFY_DELETION_TIMEOUT).')
 param verifyDeletionTimeout string = '3600'
 
+@description('Which successful invocations export their spans and record to Application Insights (OTEL_TRACES_SAMPLER): microsoft.rate_limited (about successesPerSecond per instance), microsoft.fixed_percentage, or always_on. Failures are always exported; the outcome counter counts every message.')
+@allowed(['microsoft.rate_limited', 'microsoft.fixed_percentage', 'always_on'])
+param successSampler string = 'microsoft.rate_limited'
+
+@description('OTEL_TRACES_SAMPLER_ARG: successes exported per second per instance (microsoft.rate_limited) or their ratio, 0 to 1 (microsoft.fixed_percentage).')
+param successSamplerArg string = '5'
+
 @description('How long the failure queue remembers message ids (ISO 8601, at most P7D). Must exceed the longest RETRY_DELAYS step, so that one request never leaves two records.')
 param failureQueueDuplicateWindow string = 'P1D'
 
@@ -169,6 +176,8 @@ module functionApp 'app/function-app.bicep' = {
     invocationDeadline: invocationDeadline
     verifyDeletionAfter: verifyDeletionAfter
     verifyDeletionTimeout: verifyDeletionTimeout
+    successSampler: successSampler
+    successSamplerArg: successSamplerArg
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }

@@ -29,6 +29,7 @@ __all__ = [
     "ServiceBusConnection",
     "Settings",
     "SettingsError",
+    "SuccessSampling",
     "load_settings",
     "validate_endpoint",
 ]
@@ -74,6 +75,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "VERIFY_DELETION_AFTER",
     "VERIFY_DELETION_TIMEOUT",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 )
 # Set by Azure, never configured: read only to refuse the developer credential where Azure hosts the app.
 PLATFORM_SETTING_NAMES: tuple[str, ...] = ("WEBSITE_INSTANCE_ID",)
@@ -106,6 +109,24 @@ class ServiceBusConnection:
 
 
 @dataclass(frozen=True)
+class SuccessSampling:
+    """Which successful invocations (outcomes logged at INFO) export their spans and record; a failure's
+    always are (contract section 7), and the outcome counter counts every message.
+
+    The names and arguments are Azure Monitor's ("Enable sampling in Application Insights with
+    OpenTelemetry": `OTEL_TRACES_SAMPLER` = ``microsoft.rate_limited`` with `OTEL_TRACES_SAMPLER_ARG`
+    traces per second, or ``microsoft.fixed_percentage`` with a ratio 0-1), plus OpenTelemetry's
+    ``always_on``. The difference: the decision is taken when the outcome is known, not when the span
+    starts, so only successes are ever sampled (shared/telemetry.py)."""
+
+    kind: str = "microsoft.rate_limited"
+    value: float = 5.0  # per second (rate_limited), a ratio (fixed_percentage), unused (always_on)
+
+
+_SAMPLERS = {"always_on": None, "microsoft.rate_limited": 5.0, "microsoft.fixed_percentage": 1.0}
+
+
+@dataclass(frozen=True)
 class Settings:
     batch_endpoint: str
     batch_accounts: Mapping[str, str]
@@ -123,6 +144,7 @@ class Settings:
     # Where telemetry goes (shared/telemetry.py); None = no export. Not a secret: ingestion needs the
     # identity's Entra token (local auth is off), but kept out of repr all the same.
     telemetry_connection_string: str | None = field(default=None, repr=False)
+    success_sampling: SuccessSampling = SuccessSampling()
 
     def endpoint_for(self, account: str | None) -> str | None:
         """The Batch endpoint for a message's `account` (None = the default), or None if unlisted."""
@@ -291,6 +313,36 @@ def _seconds(
     return seconds
 
 
+def _success_sampling(env: Mapping[str, str]) -> SuccessSampling:
+    kind = _optional(env, "OTEL_TRACES_SAMPLER")
+    raw = _optional(env, "OTEL_TRACES_SAMPLER_ARG")
+    if kind is None:
+        if raw is not None:
+            raise SettingsError(
+                "OTEL_TRACES_SAMPLER_ARG", "is set without OTEL_TRACES_SAMPLER (e.g. microsoft.rate_limited)"
+            )
+        return SuccessSampling()
+    if kind not in _SAMPLERS:
+        # always_off, traceidratio, parentbased_*: a head sampler could drop a failure, which contract
+        # section 7 forbids; the two Azure Monitor samplers and always_on are applied to successes only.
+        raise SettingsError(
+            "OTEL_TRACES_SAMPLER",
+            f"{kind!r} is not one of {', '.join(_SAMPLERS)} (failures are never sampled)",
+        )
+    default = _SAMPLERS[kind]
+    if default is None or raw is None:
+        return SuccessSampling(kind, default or 0.0)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    most = 1.0 if kind == "microsoft.fixed_percentage" else math.inf
+    if not math.isfinite(value) or not 0 <= value <= most:
+        example = "a ratio from 0 to 1, e.g. 0.1" if most == 1.0 else "invocations per second, e.g. 5"
+        raise SettingsError("OTEL_TRACES_SAMPLER_ARG", f"{raw!r} is not {example} for {kind}")
+    return SuccessSampling(kind, value)
+
+
 def _service_bus(env: Mapping[str, str]) -> ServiceBusConnection:
     # As in the Functions host: a setting with the connection's own name is a connection string
     # and wins; otherwise the identity-based `__fullyQualifiedNamespace` form is used.
@@ -381,4 +433,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             example="e.g. 3600",
         ),
         telemetry_connection_string=_optional(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        success_sampling=_success_sampling(env),
     )

@@ -30,10 +30,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import random
 import sys
+import threading
 import time
 from collections.abc import Collection, Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
+
+from shared.settings import SuccessSampling
 
 if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-    from opentelemetry.trace import Span, TracerProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = [
     "OFF",
@@ -55,6 +61,9 @@ __all__ = [
 ]
 
 _SCOPE = "batch-job-deleter"
+# The span attribute azure-monitor-opentelemetry-exporter turns into an envelope's sampleRate.
+_SAMPLE_RATE_KEY = "_MS.sampleRate"
+_CURRENT: ContextVar[Invocation | None] = ContextVar("batch_job_deleter_invocation", default=None)
 # OpenTelemetry severity numbers (logs data model): INFO 9, WARN 13, ERROR 17, FATAL 21.
 _SEVERITY = {logging.DEBUG: 5, logging.INFO: 9, logging.WARNING: 13, logging.ERROR: 17, logging.CRITICAL: 21}
 
@@ -74,19 +83,98 @@ def trace_parent(properties: Mapping[str, Any]) -> tuple[str, str | None] | None
     return value, state if isinstance(state, str) else None
 
 
+_ADAPTATION_NS = 1e9  # the rate-limited window's adaptation time
+_INVERSE_ADAPTATION_NS = 1 / _ADAPTATION_NS
+
+
+class _Rate:
+    """The share of successful invocations to keep so that about ``per_second`` are exported: Azure
+    Monitor's rate-limited sampling (azure-monitor-opentelemetry-exporter,
+    `export/trace/_rate_limited_sampling.py` `RateLimitedSamplingPercentage`): an exponentially decaying
+    window of how many came and over how long, and the percentage rounded down to 100 / a whole number
+    so each kept item stands for a whole number of items (its ``itemCount``). Two differences: the
+    window adapts over 1 s, not 0.1 s, and starts as if idle for that long, so a burst of up to
+    ``per_second`` successes (an instance's first messages, a quiet queue's) is exported whole."""
+
+    __slots__ = ("_count", "_last", "_lock", "_nanoseconds", "_per_nanosecond")
+
+    def __init__(self, per_second: float) -> None:
+        self._per_nanosecond = per_second * 1e-9
+        self._count = 0.0
+        self._nanoseconds = _ADAPTATION_NS
+        self._last = time.monotonic_ns()
+        self._lock = threading.Lock()
+
+    def percentage(self) -> float:
+        now = time.monotonic_ns()
+        with self._lock:
+            delta = now - self._last
+            if delta > 0:
+                decay = math.exp(-delta * _INVERSE_ADAPTATION_NS)
+                self._count = self._count * decay + 1
+                self._nanoseconds = self._nanoseconds * decay + delta
+                self._last = now
+            else:
+                self._count += 1
+            probability = self._nanoseconds * self._per_nanosecond / self._count if self._count else 1.0
+        return _whole_item_count(100.0 * min(probability, 1.0))
+
+
+def _whole_item_count(percentage: float) -> float:
+    if percentage <= 0.0:
+        return 0.0
+    return 100.0 / math.ceil(100.0 / percentage - 1e-9)
+
+
+class _Sampler:
+    """Whether a successful invocation is exported, and the sample rate its spans carry."""
+
+    __slots__ = ("_fixed", "_rate")
+
+    def __init__(self, sampling: SuccessSampling | None) -> None:
+        self._rate: _Rate | None = None
+        self._fixed = 100.0
+        if sampling is None or sampling.kind == "always_on":
+            return
+        if sampling.kind == "microsoft.rate_limited":
+            self._rate = _Rate(sampling.value)
+        else:  # microsoft.fixed_percentage
+            self._fixed = _whole_item_count(100.0 * sampling.value)
+
+    def keep(self) -> float | None:
+        """The percentage this success is kept at, or None when it is sampled away."""
+        percentage = self._rate.percentage() if self._rate is not None else self._fixed
+        if percentage >= 100.0:
+            return 100.0
+        return percentage if random.random() * 100.0 < percentage else None  # noqa: S311 - not a secret
+
+
+class _Request:
+    """One Batch request as it happened, turned into a CLIENT span only if its invocation is exported."""
+
+    __slots__ = ("attributes", "ended", "error", "method", "started")
+
+    def __init__(self, method: str, attributes: dict[str, Any], started: int) -> None:
+        self.method, self.attributes, self.started = method, attributes, started
+        self.ended = started
+        self.error: str | None = None
+
+
 class Dependency:
-    """One Batch request's CLIENT span and latency; `end()` once, with the answer or the failure."""
+    """One Batch request's latency, and its CLIENT span; `end()` once, with the answer or the failure."""
 
-    __slots__ = ("_method", "_span", "_started", "_telemetry")
+    __slots__ = ("_invocation", "_request", "_started", "_telemetry")
 
-    def __init__(self, telemetry: Telemetry, span: Span, method: str) -> None:
-        self._telemetry, self._span, self._method = telemetry, span, method
+    def __init__(self, telemetry: Telemetry, invocation: Invocation | None, request: _Request) -> None:
+        self._telemetry, self._invocation, self._request = telemetry, invocation, request
         self._started = time.perf_counter()
 
     def end(self, status: int | None, request_id: str | None, error: str | None = None) -> None:
         elapsed_ms = (time.perf_counter() - self._started) * 1000
-        span, labels = self._span, {"http.request.method": self._method}
-        attributes: dict[str, Any] = {}
+        request = self._request
+        request.ended = time.time_ns()
+        labels = {"http.request.method": request.method}
+        attributes = request.attributes
         if status is not None:
             attributes["http.response.status_code"] = status
             labels["http.response.status_code"] = str(status)
@@ -94,44 +182,45 @@ class Dependency:
             attributes["batch.request_id"] = request_id
         if error is not None:
             attributes["error.type"] = labels["error.type"] = error
-        span.set_attributes(attributes)  # one call: the SDK checks every value it is given
         if error is not None or (status is not None and status >= 400):
-            span.set_status(self._telemetry._error, error)
-        span.end()
-        self._telemetry._latency.record(elapsed_ms, labels)
+            request.error = error or str(status)
+        self._telemetry._latency.record(elapsed_ms, labels)  # every request, sampled or not
+        if self._invocation is not None:
+            self._invocation._requests.append(request)
+        else:  # outside an invocation (a tool, a test): exported at once
+            self._telemetry._export_request(request, None, None)
 
 
 class Invocation:
-    """One message's span; `finish()` adds the outcome and emits the record, the counter and the span's
-    status (an ERROR-level record is a failed request in Application Insights)."""
+    """One message: its Batch requests are collected while it runs; `finish()` counts the outcome and
+    decides whether the spans and the record are exported (always for a failure)."""
 
-    __slots__ = ("_span", "_telemetry")
+    __slots__ = ("_finished", "_links", "_parent", "_requests", "_started", "_telemetry")
 
-    def __init__(self, telemetry: Telemetry, span: Span) -> None:
-        self._telemetry, self._span = telemetry, span
+    def __init__(self, telemetry: Telemetry, parent: Any, links: Any, started: int) -> None:
+        self._telemetry, self._parent, self._links, self._started = telemetry, parent, links, started
+        self._requests: list[_Request] = []
+        self._finished: tuple[int, str, Mapping[str, Any], float] | None = None
 
     def finish(self, level: int, text: str, fields: Mapping[str, Any]) -> None:
-        telemetry, span = self._telemetry, self._span
-        attributes = {name: value for name, value in fields.items() if value is not None}
+        telemetry = self._telemetry
         outcome = str(fields.get("outcome"))
-        # The span carries what a `requests` query filters on; the record carries every field, in the
-        # same operation (attributes are checked value by value: each one costs).
-        span.set_attributes({"outcome": outcome, "jobId": attributes.get("jobId", "")})
-        if level >= logging.ERROR:
-            span.set_status(telemetry._error, outcome)
-        # Emitted while the span is current: the record carries its trace and span ids (operation_Id).
-        telemetry._logger.emit(
-            severity_number=telemetry._severity(level),
-            severity_text=logging.getLevelName(level),
-            body=text,
-            attributes=attributes,
-        )
         account = telemetry.account_label(fields.get("account"))
-        telemetry._outcomes.add(1, {"outcome": outcome, "account": account})
+        telemetry._outcomes.add(1, {"outcome": outcome, "account": account})  # every message
+        percentage: float | None = 100.0
+        if level < logging.WARNING:  # a success: Deleted, AlreadyDeleted, ..., DeletionConfirmed
+            percentage = telemetry._sampler.keep()
+        if percentage is not None:
+            self._finished = (level, text, fields, percentage)
 
 
 class Telemetry:
-    """Spans, the per-message record and metrics, through the given OpenTelemetry providers."""
+    """Spans, the per-message record and metrics, through the given OpenTelemetry providers.
+
+    Spans are made when an invocation ends, with the times recorded while it ran: only then is the
+    outcome known, and with it whether a success is sampled away. A sampled-away success costs two
+    metric updates and a few clock readings; making and exporting its spans and record would cost about
+    five times the whole path (bench section 1)."""
 
     enabled = True
 
@@ -143,13 +232,16 @@ class Telemetry:
         *,
         accounts: Collection[str] = (),
         queue: str | None = None,
+        sampling: SuccessSampling | None = None,
     ) -> None:
-        from opentelemetry._logs import SeverityNumber  # noqa: PLC0415 - only when telemetry is on
+        from opentelemetry import trace  # noqa: PLC0415 - only when telemetry is on
+        from opentelemetry._logs import SeverityNumber  # noqa: PLC0415
         from opentelemetry.trace import SpanKind, StatusCode  # noqa: PLC0415
         from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
             TraceContextTextMapPropagator,
         )
 
+        self._trace = trace
         self._kind = SpanKind
         self._error = StatusCode.ERROR
         self._severities = {level: SeverityNumber(number) for level, number in _SEVERITY.items()}
@@ -165,6 +257,7 @@ class Telemetry:
         )
         self._accounts = frozenset(accounts)
         self._queue = queue
+        self._sampler = _Sampler(sampling)
 
     def _severity(self, level: int) -> Any:
         return self._severities.get(level) or self._severities[logging.INFO]
@@ -178,10 +271,9 @@ class Telemetry:
 
     @contextlib.contextmanager
     def invocation(self, message_id: str, properties: Mapping[str, Any]) -> Iterator[Invocation]:
-        """The message's span, current while the body runs: a child of the producer's trace when the
-        message carries one (linked to the host's invocation span), else of the host's."""
-        from opentelemetry import context, trace  # noqa: PLC0415 - loaded already when on
-
+        """One message, current while the body runs. Its span is a child of the producer's trace when
+        the message carries one (linked to the host's invocation span), else of the host's."""
+        trace = self._trace
         parent = None
         links = None
         producer = trace_parent(properties)
@@ -194,21 +286,21 @@ class Telemetry:
                 parent = extracted
                 host = trace.get_current_span().get_span_context()
                 links = [trace.Link(host)] if host.is_valid else None
-        attributes: dict[str, Any] = {"messaging.system": "servicebus", "messaging.message.id": message_id}
-        if self._queue is not None:
-            attributes["messaging.destination.name"] = self._queue
-        span = self._tracer.start_span(
-            "delete_job process", context=parent, kind=self._kind.CONSUMER, attributes=attributes, links=links
-        )
-        token = context.attach(trace.set_span_in_context(span))
+        if parent is None:
+            from opentelemetry import context  # noqa: PLC0415 - loaded already when on
+
+            parent = context.get_current()  # the host's invocation span, when it has one
+        invocation = Invocation(self, parent, links, time.time_ns())
+        token = _CURRENT.set(invocation)
         try:
-            yield Invocation(self, span)
+            yield invocation
         finally:
-            context.detach(token)
-            span.end()
+            _CURRENT.reset(token)
+            if invocation._finished is not None:
+                self._export(invocation, message_id, invocation._finished)
 
     def dependency(self, method: str, url: object, host: str, client_request_id: str | None) -> Dependency:
-        """A CLIENT span for one Batch request (a child of the current invocation's span). Only the
+        """A Batch request, within the current invocation when there is one. Its span holds only the
         method, the URL (endpoint, path, api-version and the message's options: no credential in it) and
         the request ids: never a header value that could carry a token."""
         attributes: dict[str, Any] = {
@@ -218,8 +310,64 @@ class Telemetry:
         }
         if client_request_id is not None:
             attributes["batch.client_request_id"] = client_request_id
-        span = self._tracer.start_span(f"Batch {method}", kind=self._kind.CLIENT, attributes=attributes)
-        return Dependency(self, span, method)
+        return Dependency(self, _CURRENT.get(), _Request(method, attributes, time.time_ns()))
+
+    def _export(
+        self, invocation: Invocation, message_id: str, finished: tuple[int, str, Mapping[str, Any], float]
+    ) -> None:
+        """The invocation's CONSUMER span (App Insights `requests`), its Batch requests' CLIENT spans
+        (`dependencies`) and the record (`traces`, emitted in the span's context: same operation_Id)."""
+        level, text, fields, percentage = finished
+        outcome = str(fields.get("outcome"))
+        attributes: dict[str, Any] = {
+            "messaging.system": "servicebus",
+            "messaging.message.id": message_id,
+            "outcome": outcome,
+            "jobId": fields.get("jobId") or "",
+        }
+        if self._queue is not None:
+            attributes["messaging.destination.name"] = self._queue
+        if percentage < 100.0:
+            # The exporter copies this attribute to the envelope's sampleRate: Application Insights then
+            # counts the item 100/percentage times (itemCount). azure-monitor-opentelemetry-exporter
+            # `_constants.py` _SAMPLE_RATE_KEY, read in `export/trace/_exporter.py`.
+            attributes[_SAMPLE_RATE_KEY] = percentage
+        span = self._tracer.start_span(
+            "delete_job process",
+            context=invocation._parent,
+            kind=self._kind.CONSUMER,
+            attributes=attributes,
+            links=invocation._links,
+            start_time=invocation._started,
+        )
+        if level >= logging.ERROR:
+            span.set_status(self._error, outcome)
+        context = self._trace.set_span_in_context(span)
+        for request in invocation._requests:
+            self._export_request(request, context, percentage)
+        self._logger.emit(
+            context=context,
+            severity_number=self._severity(level),
+            severity_text=logging.getLevelName(level),
+            body=text,
+            attributes={name: value for name, value in fields.items() if value is not None},
+        )
+        span.end()
+
+    def _export_request(self, request: _Request, context: Any, percentage: float | None) -> None:
+        attributes = request.attributes
+        if percentage is not None and percentage < 100.0:
+            attributes[_SAMPLE_RATE_KEY] = percentage
+        span = self._tracer.start_span(
+            f"Batch {request.method}",
+            context=context,
+            kind=self._kind.CLIENT,
+            attributes=attributes,
+            start_time=request.started,
+        )
+        if request.error is not None:
+            span.set_status(self._error, attributes.get("error.type"))
+        span.end(end_time=request.ended)
 
 
 class _Off:
@@ -245,17 +393,19 @@ def from_settings(
     client_id: str | None,
     accounts: Collection[str] = (),
     queue: str | None = None,
+    sampling: SuccessSampling | None = None,
 ) -> AnyTelemetry:
     """The app's telemetry: Azure Monitor exporters authenticated with the managed identity when
     `APPLICATIONINSIGHTS_CONNECTION_STRING` is set; else the process's own OpenTelemetry SDK providers
-    when something installed them (the local host's `--telemetry`, a test); else `OFF`."""
+    when something installed them (the local host's `--telemetry`, a test); else `OFF`. ``sampling``:
+    which successes are exported (None: all)."""
     if connection_string:
         tracer, logger, meter = _azure_monitor(connection_string, client_id)
-        return Telemetry(tracer, logger, meter, accounts=accounts, queue=queue)
+        return Telemetry(tracer, logger, meter, accounts=accounts, queue=queue, sampling=sampling)
     installed = _installed_providers()
     if installed is None:
         return OFF
-    return Telemetry(*installed, accounts=accounts, queue=queue)
+    return Telemetry(*installed, accounts=accounts, queue=queue, sampling=sampling)
 
 
 def _installed_providers() -> tuple[TracerProvider, LoggerProvider, MeterProvider] | None:

@@ -25,6 +25,7 @@ from shared.settings import (
     PLATFORM_SETTING_NAMES,
     SETTING_NAMES,
     SettingsError,
+    SuccessSampling,
     load_settings,
 )
 
@@ -676,6 +677,8 @@ def test_app_settings_as_deployed_load() -> None:
     assert loaded.dead_letter_queue == "batch-job-deletions-failed"
     assert loaded.retry_delays == DEFAULT_RETRY_DELAYS
     assert loaded.service_bus.uses_identity
+    # Successes are sampled at about 5 per second and instance; failures never (shared/telemetry.py).
+    assert loaded.success_sampling == SuccessSampling("microsoft.rate_limited", 5.0)
 
 
 def test_azd_deploys_this_folder_to_the_python_311_flex_app() -> None:

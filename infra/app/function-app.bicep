@@ -22,6 +22,8 @@ param retryDelays string
 param invocationDeadline string
 param verifyDeletionAfter string
 param verifyDeletionTimeout string
+param successSampler string
+param successSamplerArg string
 param batchApiVersion string = '2025-06-01'
 param maximumInstanceCount int
 param instanceMemoryMB int
@@ -124,6 +126,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     INVOCATION_DEADLINE: invocationDeadline
     VERIFY_DELETION_AFTER: verifyDeletionAfter
     VERIFY_DELETION_TIMEOUT: verifyDeletionTimeout
+    // Which successes' spans and records are exported (shared/telemetry.py); failures always are.
+    OTEL_TRACES_SAMPLER: successSampler
+    OTEL_TRACES_SAMPLER_ARG: successSamplerArg
     // The host's: its storage and its telemetry, both by identity. The Application Insights connection
     // string holds no secret (an ingestion address and the component's id); with local auth off,
     // telemetry is accepted only with the identity's Entra token.

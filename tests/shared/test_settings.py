@@ -12,6 +12,7 @@ from shared.settings import (
     DEFAULT_INVOCATION_DEADLINE,
     DEFAULT_RETRY_DELAYS,
     SettingsError,
+    SuccessSampling,
     load_settings,
 )
 
@@ -181,6 +182,51 @@ def test_malformed_verification_settings_are_refused(name: str, raw: str) -> Non
     error = error_for(env(**{name: raw}))
     assert error.setting == name
     assert "number of seconds" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "arg", "expected"),
+    [
+        (None, None, SuccessSampling("microsoft.rate_limited", 5.0)),
+        ("microsoft.rate_limited", None, SuccessSampling("microsoft.rate_limited", 5.0)),
+        ("microsoft.rate_limited", "0.5", SuccessSampling("microsoft.rate_limited", 0.5)),
+        ("microsoft.rate_limited", "0", SuccessSampling("microsoft.rate_limited", 0.0)),
+        ("microsoft.fixed_percentage", " 0.1 ", SuccessSampling("microsoft.fixed_percentage", 0.1)),
+        ("microsoft.fixed_percentage", None, SuccessSampling("microsoft.fixed_percentage", 1.0)),
+        ("always_on", None, SuccessSampling("always_on", 0.0)),
+        ("always_on", "", SuccessSampling("always_on", 0.0)),
+    ],
+)
+def test_success_sampling_takes_azure_monitors_sampler_names(
+    sampler: str | None, arg: str | None, expected: SuccessSampling
+) -> None:
+    """OTEL_TRACES_SAMPLER / _ARG as Azure Monitor's distro reads them; by default about 5 successes a
+    second are exported."""
+    assert (
+        load_settings(env(OTEL_TRACES_SAMPLER=sampler, OTEL_TRACES_SAMPLER_ARG=arg)).success_sampling
+        == expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("sampler", "arg", "name", "fragment"),
+    [
+        ("always_off", None, "OTEL_TRACES_SAMPLER", "failures are never sampled"),
+        ("parentbased_traceidratio", "0.1", "OTEL_TRACES_SAMPLER", "not one of"),
+        ("microsoft.fixed_percentage", "1.5", "OTEL_TRACES_SAMPLER_ARG", "ratio from 0 to 1"),
+        ("microsoft.fixed_percentage", "-0.1", "OTEL_TRACES_SAMPLER_ARG", "ratio from 0 to 1"),
+        ("microsoft.rate_limited", "fast", "OTEL_TRACES_SAMPLER_ARG", "per second"),
+        ("microsoft.rate_limited", "inf", "OTEL_TRACES_SAMPLER_ARG", "per second"),
+        (None, "5", "OTEL_TRACES_SAMPLER_ARG", "without OTEL_TRACES_SAMPLER"),
+    ],
+)
+def test_malformed_sampling_is_refused_by_name(
+    sampler: str | None, arg: str | None, name: str, fragment: str
+) -> None:
+    """A sampler that could drop a failure, or an argument out of range, fails the start by name."""
+    error = error_for(env(OTEL_TRACES_SAMPLER=sampler, OTEL_TRACES_SAMPLER_ARG=arg))
+    assert error.setting == name
+    assert fragment in str(error)
 
 
 def test_retry_delays_are_parsed() -> None:
