@@ -18,9 +18,11 @@ What is exported, per message: a CONSUMER span (App Insights `requests`) that co
 W3C trace context (`traceparent`, or `Diagnostic-Id`, the application properties azure-servicebus writes:
 `azure/servicebus/_common/tracing.py`), with the outcome; a CLIENT span (`dependencies`) per Batch request;
 the per-message record as a log record (`traces`) whose attributes are the record's fields; a counter of
-outcomes by reason and account and a histogram of Batch latency (`customMetrics`). Nothing is sampled: the
-tracer samples every span whatever the producer's flag says, logs are never sampled, and none of this goes
-through the host's `samplingSettings` (the worker exports it directly).
+outcomes by reason and account and a histogram of Batch latency (`customMetrics`). A failure is never
+sampled: the spans are made when the invocation ends, from the times recorded while it ran, and only a
+success (an outcome logged at INFO) may be left out, as `SuccessSampling` (OTEL_TRACES_SAMPLER) says;
+the metrics count every message. None of this goes through the host's `samplingSettings` (the worker
+exports it directly).
 
 Off (no `APPLICATIONINSIGHTS_CONNECTION_STRING`, no OpenTelemetry SDK installed by the process): `OFF`,
 whose methods do nothing and which imports nothing.

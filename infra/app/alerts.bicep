@@ -18,7 +18,10 @@ param deletionBacklogThreshold int = 1000
 
 var withEmail = !empty(alertEmail)
 // The per-message record's fields are custom dimensions of `traces` (the exporter's log records); the
-// host forwards the same text without them, so every query keys on customDimensions.outcome.
+// host forwards the same text without them, so every query keys on customDimensions.outcome. A failure's
+// record is always exported; a success's only as OTEL_TRACES_SAMPLER keeps it (shared/telemetry.py), so
+// counts of all outcomes come from the deletion.outcomes counter, which counts every message, and
+// latency percentiles weigh each Batch request by its itemCount (100 / its sample rate).
 var records = 'traces | where isnotempty(customDimensions.outcome) | extend outcome = tostring(customDimensions.outcome), jobId = tostring(customDimensions.jobId), account = tostring(customDimensions.account)'
 var failureReasons = '"PreconditionFailed", "BatchRejected", "InvalidMessage", "RetriesExhausted", "DeletionStuck", "Abandoned"'
 
@@ -191,7 +194,7 @@ var workbookContent = {
       content: {
         version: 'KqlItem/1.0'
         title: 'Outcomes over time'
-        query: '${records} | summarize count() by outcome, bin(timestamp, 1h) | render timechart'
+        query: 'customMetrics | where name == "deletion.outcomes" | summarize messages = sum(valueSum) by outcome = tostring(customDimensions.outcome), bin(timestamp, 1h) | render timechart'
         queryType: 0
         resourceType: 'microsoft.insights/components'
         visualization: 'timechart'
@@ -203,7 +206,7 @@ var workbookContent = {
       content: {
         version: 'KqlItem/1.0'
         title: 'Batch request latency (ms): 50th, 95th, 99th percentile'
-        query: 'dependencies | where isnotempty(customDimensions["batch.client_request_id"]) | summarize percentiles(duration, 50, 95, 99) by bin(timestamp, 15m) | render timechart'
+        query: 'dependencies | where isnotempty(customDimensions["batch.client_request_id"]) | summarize percentilesw(duration, itemCount, 50, 95, 99) by bin(timestamp, 15m) | render timechart'
         queryType: 0
         resourceType: 'microsoft.insights/components'
         visualization: 'timechart'
