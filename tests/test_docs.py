@@ -5,6 +5,7 @@ in tests/test_walkthrough.py."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,17 @@ def test_every_documented_command_runs(
             assert "Traceback" not in result.output, f"{where}: {argv}"
         else:
             pytest.fail(f"{where}: {argv}: a command no test runs (add it to this test)")
+
+
+def test_every_relative_link_in_the_docs_leads_to_a_file() -> None:
+    """A link such as [deployment](docs/deployment.md) opens: it is resolved from the page's own folder,
+    as GitHub and every Markdown viewer do (a link written from the README's folder breaks in docs/)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "RESULTS.md"]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []
