@@ -321,4 +321,7 @@ def test_every_outcome_is_exported_through_the_host(deployment: Deployment) -> N
     # checks each item as well and reports to the session's canary file (tests/canary.py).
     canary = current()
     assert canary is not None
+    assert deployment.identity.control.stats()["byStatus"].get("200", 0) >= 1  # a token was issued
+    authorizations = [r["headers"].get("authorization") for r in deployment.batch.control.requests()]
+    assert set(authorizations) == {"Bearer REDACTED"}  # sent with each request (logged hidden)
     assert canary not in deployment.telemetry_file.read_text()
