@@ -67,6 +67,18 @@ STATUS = {
 RECORDED = frozenset(
     {"PreconditionFailed", "BatchRejected", "InvalidMessage", "RetriesExhausted", "DeletionStuck"}
 )
+# The messages sent, and whether their producer traced them: "sdk" (as azure-servicebus writes the
+# context today), "old" (Diagnostic-Id only, as older producers do) or None.
+MESSAGES: list[tuple[dict[str, str], str | None]] = [
+    ({"jobId": "tel-deleted", "clientRequestId": CLIENT_REQUEST_ID}, "sdk"),
+    ({"jobId": "tel-stuck"}, "sdk"),
+    ({"jobId": "tel-busy"}, "old"),
+    ({"jobId": "tel-guarded", "ifMatch": '"stale"'}, "sdk"),
+    ({"jobId": "tel-gone"}, None),
+    ({"jobId": "tel-recreated"}, None),
+    ({"jobId": "tel-refused"}, None),
+    ({"jobId": "not a job id"}, None),
+]
 # What each request ends with; the outcomes on the way (Deleted, RetryScheduled, ...) come before.
 FINAL = {
     "tel-deleted": "DeletionConfirmed",
@@ -140,21 +152,10 @@ def produce_every_outcome(deployment: Deployment) -> dict[str, tuple[str, str]]:
 
     traced: dict[str, tuple[str, str]] = {}
     messages = []
-    for number, body in enumerate(
-        (
-            {"jobId": "tel-deleted", "clientRequestId": CLIENT_REQUEST_ID},
-            {"jobId": "tel-stuck"},
-            {"jobId": "tel-busy"},
-            {"jobId": "tel-guarded", "ifMatch": '"stale"'},
-            {"jobId": "tel-gone"},
-            {"jobId": "tel-recreated"},
-            {"jobId": "tel-refused"},
-            {"jobId": "not a job id"},
-        )
-    ):
+    for number, (body, context) in enumerate(MESSAGES, start=1):
         properties: dict[str | bytes, Any] | None = None
-        if number < 4:  # the first four from producers that trace (tel-busy's an older one)
-            trace_id, span_id, properties = sdk_trace_context(0x7E1 + number, diagnostic_id_only=number == 2)
+        if context is not None:
+            trace_id, span_id, properties = sdk_trace_context(number, diagnostic_id_only=context == "old")
             traced[body["jobId"]] = (trace_id, span_id)
         messages.append(
             ServiceBusMessage(
