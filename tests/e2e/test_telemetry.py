@@ -1,13 +1,12 @@
-"""Telemetry through the local host: function_app under ``python -m emulators.host --telemetry FILE``
-exports, for each outcome, the record as a log record with the fields as attributes, the invocation span
-(in the producer's trace when the message carries one), a dependency span per Batch request and the
-outcome counter: what Azure Monitor would receive (contract section 7). The canary watches all of it.
+"""Telemetry through the local host to an OTLP endpoint: function_app under ``python -m emulators.host``
+with the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` sends its spans, records and metrics to a collector.
+What is exported for each outcome (``--telemetry FILE``, what Azure Monitor would receive, contract
+section 7) is tests/e2e/test_telemetry_outcomes.py's.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,90 +29,6 @@ def service_bus() -> Iterator[RunningProcess]:
         "emulators.servicebus", *queue_specs("tel", {"otel": "lockDuration=30,maxDeliveryCount=3"})
     ) as sb:
         yield sb
-
-
-@pytest.fixture
-def deployment(
-    service_bus: RunningProcess,
-    batch_emulator: BatchHandle,
-    identity_endpoint: IdentityHandle,
-    tmp_path: Path,
-) -> Iterator[Deployment]:
-    run = Deployment("tel-otel", service_bus, batch_emulator, identity_endpoint, tmp_path, telemetry=True)
-    try:
-        yield run
-    finally:
-        run.close()
-
-
-def counted(deployment: Deployment) -> dict[tuple[str, str], float]:
-    """The outcome counter's latest cumulative values, by (outcome, account)."""
-    values: dict[tuple[str, str], float] = {}
-    for item in deployment.telemetry("metric"):
-        for resource in item["resource_metrics"]:
-            for scope in resource["scope_metrics"]:
-                for metric in scope["metrics"]:
-                    if metric["name"] == "deletion.outcomes":
-                        for point in metric["data"]["data_points"]:
-                            labels = point["attributes"]
-                            values[(labels["outcome"], labels["account"])] = point["value"]
-    return values
-
-
-def test_each_outcome_is_exported_through_the_host(deployment: Deployment) -> None:
-    """Deleted (with a producer's traceparent), PreconditionFailed and InvalidMessage: each has its
-    record with the fields, its span with the outcome, its Batch span (none for the invalid one), and
-    is counted."""
-    deployment.batch.control.add_job("traced")
-    deployment.batch.control.add_job("guarded")
-    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
-    deployment.send(
-        {"jobId": "traced"}, application_properties={"traceparent": f"00-{trace_id}-{parent_id}-01"}
-    )
-    deployment.send({"jobId": "guarded", "ifMatch": '"stale"'})
-    deployment.send({"jobId": "not a job id"})
-    deployment.wait_outcomes(3)
-    expected = {
-        ("Deleted", "default"): 1,
-        ("PreconditionFailed", "default"): 1,
-        ("InvalidMessage", "default"): 1,
-    }
-    wait_for(lambda: counted(deployment) == expected or None, "the outcome counter", timeout=30)
-
-    records = {r["attributes"]["outcome"]: r for r in deployment.telemetry("log record")}
-    spans = deployment.telemetry("span")
-    invocations = {s["attributes"]["outcome"]: s for s in spans if s["kind"] == "SpanKind.CONSUMER"}
-    batch: dict[str, list[dict[str, Any]]] = {}
-    for span in spans:
-        if span["kind"] == "SpanKind.CLIENT":
-            batch.setdefault(span["parent_id"], []).append(span)
-    assert set(records) == set(invocations) == {"Deleted", "PreconditionFailed", "InvalidMessage"}
-
-    for outcome, record in records.items():
-        span = invocations[outcome]
-        assert record["span_id"] == span["context"]["span_id"]
-        assert record["trace_id"] == span["context"]["trace_id"]
-        fields = record["attributes"]
-        assert {
-            "outcome",
-            "jobId",
-            "messageId",
-            "deliveryCount",
-            "retryAttempt",
-            "attempts",
-            "durationMs",
-        } <= set(fields)
-        assert len(batch.get(span["context"]["span_id"], [])) == fields["attempts"]
-
-    deleted = invocations["Deleted"]
-    assert deleted["context"]["trace_id"] == f"0x{trace_id}"
-    assert deleted["parent_id"] == f"0x{parent_id}"
-    (request,) = batch[deleted["context"]["span_id"]]
-    assert request["attributes"]["http.response.status_code"] == 202
-    assert request["attributes"]["batch.request_id"] == records["Deleted"]["attributes"]["requestId"]
-    assert records["PreconditionFailed"]["attributes"]["httpStatus"] == 412
-    assert invocations["InvalidMessage"]["status"]["status_code"] == "ERROR"
-    assert records["InvalidMessage"]["severity_text"] == "ERROR"
 
 
 class Collector(ThreadingHTTPServer):
