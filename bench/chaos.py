@@ -55,6 +55,7 @@ from bench.chaos_accounting import (
     BROKER_DEAD_LETTER,
     Accounting,
     Expected,
+    exported_telemetry,
     peek_all,
     read_outcomes,
     read_records,
@@ -246,17 +247,22 @@ class Deployment:
             "INVOCATION_DEADLINE": str(options.invocation_deadline),
         }
         self.log_files: list[Path] = []
+        self.telemetry_files: list[Path] = []
         self.host_counters: Counter[str] = Counter()  # summed over the hosts that were stopped
         self.host: RunningProcess = self._start_host()
 
     def _start_host(self) -> RunningProcess:
         log_file = self._tmp / f"host-{len(self.log_files)}.jsonl"
         self.log_files.append(log_file)
+        telemetry_file = self._tmp / f"telemetry-{len(self.telemetry_files)}.jsonl"
+        self.telemetry_files.append(telemetry_file)
         host = start(
             "emulators.host",
             *self._host_args,
             "--log-file",
             str(log_file),
+            "--telemetry",
+            str(telemetry_file),
             env=self._host_env,
             ready_timeout=60,
         )
@@ -496,6 +502,9 @@ def _account(
         pending=len(pending),
         quiesced=quiesced,
         wall_seconds=wall_seconds,
+        exported=exported_telemetry(
+            deployment.log_files, deployment.telemetry_files, killed=happened["host restarts"]
+        ),
         notes=notes,
     )
 

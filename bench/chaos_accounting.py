@@ -18,6 +18,12 @@ counts as that message's one record, of any kind; it is counted apart. Anything 
 message with no trace is lost; the same record twice is a duplicate; two records with different ids for one
 request are split records (contract section 5 names every record of a request `<originalMessageId>:failed`,
 so a message that came back after its retry copy was sent, and the copy, cannot leave two).
+
+Telemetry (contract section 7: failures are never sampled away): every host runs with ``--telemetry``, and
+every invocation the host logged with a failure outcome must have its exported log record, with the same
+message id and outcome. A host killed mid-run may have logged a line it then had no time to export (the
+record is made right after the log line); those are counted apart, at most ``maxConcurrentCalls`` per
+kill. Successes are sampled (the default, about 5 a second): their share is reported, not judged.
 """
 
 from __future__ import annotations
@@ -34,7 +40,17 @@ from typing import Any
 from azure.servicebus import ServiceBusClient, ServiceBusSubQueue
 from azure.servicebus.exceptions import ServiceBusError
 
-__all__ = ["Accounting", "Expected", "Record", "peek_all", "read_outcomes", "read_records", "tally"]
+__all__ = [
+    "Accounting",
+    "Expected",
+    "Exported",
+    "Record",
+    "exported_telemetry",
+    "peek_all",
+    "read_outcomes",
+    "read_records",
+    "tally",
+]
 
 BROKER_DEAD_LETTER = "MaxDeliveryCountExceeded"
 ALLOWED_REASONS = {
@@ -48,6 +64,20 @@ _GONE_OUTCOMES = {"Deleted", "AlreadyDeleted", "AlreadyDeleting"}
 # A deletion is confirmed when a verification found the job gone, or when a later DELETE did (404).
 _CONFIRMED_OUTCOMES = {"DeletionConfirmed", "AlreadyDeleted"}
 _RETRY_SUFFIX = re.compile(r":(retry|verify)\d+$")
+# Outcomes logged at WARNING or above (delete_job/processor.py _LEVELS): never sampled away.
+FAILURE_OUTCOMES = frozenset(
+    {
+        "RetryScheduled",
+        "PreconditionFailed",
+        "Recreated",
+        "BatchRejected",
+        "InvalidMessage",
+        "RetriesExhausted",
+        "DeletionStuck",
+        "Abandoned",
+    }
+)
+IN_FLIGHT_PER_HOST = 64  # host.json maxConcurrentCalls: what a SIGKILL can cut between log and export
 
 
 @dataclass(frozen=True)
@@ -126,20 +156,72 @@ def read_records(conn: str, queue: str) -> list[Record]:
     return records
 
 
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue  # a killed host's last line may be cut short
+    return found
+
+
+def _host_outcomes(path: Path) -> list[dict[str, Any]]:
+    return [
+        {**entry["customDimensions"], "text": entry["message"]}
+        for entry in _json_lines(path)
+        if entry.get("logger") == "delete_job"
+    ]
+
+
 def read_outcomes(log_files: list[Path]) -> list[dict[str, Any]]:
     """The function's log records (custom dimensions, plus the text as ``text``), from every host."""
-    found = []
-    for path in log_files:
-        if not path.exists():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a killed host's last line may be cut short
-            if entry.get("logger") == "delete_job":
-                found.append({**entry["customDimensions"], "text": entry["message"]})
-    return found
+    return [outcome for path in log_files for outcome in _host_outcomes(path)]
+
+
+@dataclass
+class Exported:
+    """What the hosts exported through OpenTelemetry against what they logged."""
+
+    failures: tuple[int, int] = (0, 0)  # (exported, logged)
+    successes: tuple[int, int] = (0, 0)
+    unexported_failures: list[str] = field(default_factory=list)  # from a host that was not killed
+    cut_by_kill: int = 0
+    kills: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.unexported_failures and self.cut_by_kill <= IN_FLIGHT_PER_HOST * self.kills
+
+
+def exported_telemetry(log_files: list[Path], telemetry_files: list[Path], killed: int) -> Exported:
+    """Host by host (the first ``killed`` were SIGKILLed): each logged failure against the exported
+    records, by (message id, outcome)."""
+    result = Exported(kills=killed)
+    failures = [0, 0]
+    successes = [0, 0]
+    for index, (log_file, telemetry_file) in enumerate(zip(log_files, telemetry_files, strict=True)):
+        exported: Counter[tuple[str, str]] = Counter()
+        for entry in _json_lines(telemetry_file):
+            if entry.get("kind") == "log record":
+                attributes = entry["item"]["attributes"]
+                exported[str(attributes.get("messageId")), str(attributes.get("outcome"))] += 1
+        for outcome in _host_outcomes(log_file):
+            key = (str(outcome.get("messageId")), str(outcome.get("outcome")))
+            failed = key[1] in FAILURE_OUTCOMES
+            tally = failures if failed else successes
+            tally[1] += 1
+            if exported[key] > 0:
+                exported[key] -= 1
+                tally[0] += 1
+            elif failed and index < killed:
+                result.cut_by_kill += 1
+            elif failed:
+                result.unexported_failures.append(f"{key[0]} {key[1]}")
+    result.failures, result.successes = (failures[0], failures[1]), (successes[0], successes[1])
+    return result
 
 
 # --- the accounting -----------------------------------------------------------------------------
@@ -169,20 +251,25 @@ class Accounting:
     pending: int  # messages left on the deletion queue or its dead-letter sub-queue
     quiesced: bool
     wall_seconds: float
+    exported: Exported = field(default_factory=Exported)
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.quiesced and not (
-            self.lost
-            or self.duplicate_records
-            or self.split_records
-            or self.wrong_reason
-            or self.protected_deleted
-            or self.invalid_sent_to_batch
-            or self.unknown_records
-            or self.unconfirmed
-            or self.pending
+        return (
+            self.quiesced
+            and self.exported.ok
+            and not (
+                self.lost
+                or self.duplicate_records
+                or self.split_records
+                or self.wrong_reason
+                or self.protected_deleted
+                or self.invalid_sent_to_batch
+                or self.unknown_records
+                or self.unconfirmed
+                or self.pending
+            )
         )
 
     def render(self) -> str:
@@ -217,6 +304,11 @@ class Accounting:
             f"records for unknown ids {listed(self.unknown_records)}",
             f"deleted, unconfirmed    {listed(self.unconfirmed)} (no DeletionConfirmed for a deleted job)",
             f"left on the queues      {self.pending}",
+            f"telemetry: failures     {self.exported.failures[0]} of {self.exported.failures[1]} logged"
+            f" exported; not exported {listed(self.exported.unexported_failures)}; cut by a kill"
+            f" {self.exported.cut_by_kill} (at most {IN_FLIGHT_PER_HOST} a kill)",
+            f"telemetry: successes    {self.exported.successes[0]} of {self.exported.successes[1]} logged"
+            " exported (sampled: about 5 a second by default)",
             f"quiesced                {self.quiesced}",
             f"wall time               {self.wall_seconds:.1f} s",
             *(f"note: {note}" for note in self.notes),

@@ -41,6 +41,9 @@ def test_chaos_loses_nothing_duplicates_nothing_and_deletes_no_protected_job(tmp
     assert accounting.unknown_records == [], report
     assert accounting.unconfirmed == [], report  # every deleted job confirmed gone (contract section 6)
     assert accounting.pending == 0, report
+    # Contract section 7: every failure the hosts logged was exported (a killed host's last lines aside).
+    assert accounting.exported.unexported_failures == [], report
+    assert accounting.exported.failures[0] > 0, report
     assert accounting.ok, report
     assert (accounting.host_restarts, accounting.connection_drops) == (1, 1)
     took_effect = {name.split(":")[0] for name in accounting.faults}
