@@ -12,7 +12,7 @@ resource has local authentication off. Checked like Azure:
 - ``Authorization: Bearer <token>`` whose audience is Azure Monitor's (``https://monitor.azure.com/``,
   the scope the exporter asks for: ``_constants._DEFAULT_AAD_SCOPE``) and which has not expired;
   else 401, as a resource with local authentication off answers (docs: "Microsoft Entra authentication
-  for Application Insights", section "Disable local authentication" and its troubleshooting table).
+  for Application Insights", section "Disable local authentication").
   As in the Batch emulator, the token's signature is not checked (the local identity endpoint signs
   nothing), and no token is ever kept, logged or answered: only the claims that say whose it was.
 - The body: a JSON array of envelopes, or newline-delimited JSON (``x-json-stream``), gzip-compressed
