@@ -145,26 +145,38 @@ def test_a_deleted_job_and_a_rejected_one_reach_application_insights(
     token_canary: str,
 ) -> None:
     """For each message: a request with the outcome, a dependency for the Batch DELETE with Batch's
-    request-id, a trace whose custom dimensions are the record's fields, in one operation; the outcome
-    counter; every upload authenticated with a token for Azure Monitor; no token anywhere in the data."""
-    batch_emulator.control.add_job("nightly-42")
-    batch_emulator.control.add_job("kept")
+    request-id, a trace whose custom dimensions are the record's fields, in one operation (the producer's,
+    when the message carries its traceparent); the outcome counter; every upload authenticated with a
+    token for Azure Monitor; no token anywhere in the data."""
+    trace_id, producer_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    for job in ("nightly-42", "kept", "traced"):
+        batch_emulator.control.add_job(job)
     batch_emulator.control.add_fault(
         match={"jobId": "kept"}, times=None, status=400, code="InvalidHeaderValue"
     )
-    got = deploy([{"body": {"jobId": "nightly-42"}}, {"body": {"jobId": "kept"}}])
-    deleted, rejected = got.results
-    assert (deleted["outcome"], rejected["outcome"]) == ("Deleted", "BatchRejected")
+    got = deploy(
+        [
+            {"body": {"jobId": "nightly-42"}},
+            {"body": {"jobId": "kept"}},
+            {"body": {"jobId": "traced"}, "properties": {"traceparent": f"00-{trace_id}-{producer_span}-01"}},
+        ]
+    )
+    deleted, rejected, traced = got.results
+    assert [r["outcome"] for r in got.results] == ["Deleted", "BatchRejected", "Deleted"]
 
     # Application Insights' SeverityLevel: 1 Information, 3 Error (contracts' SeverityLevel enum).
-    for result, job, status, level, success in (
+    cases = (
         (deleted, "nightly-42", 202, 1, True),
         (rejected, "kept", 400, 3, False),
-    ):
+        (traced, "traced", 202, 1, True),
+    )
+    operations = {}
+    for result, job, status, level, success in cases:
         (envelope,) = [
             e for e in got.of("RequestData") if e["data"]["baseData"]["properties"]["jobId"] == job
         ]
         operation, request = envelope["tags"]["ai.operation.id"], envelope["data"]["baseData"]
+        operations[job] = envelope["tags"]
         assert request["properties"]["outcome"] == result["outcome"]
         assert request["success"] is success  # a failed request: what "failures" in the portal count
 
@@ -184,7 +196,12 @@ def test_a_deleted_job_and_a_rejected_one_reach_application_insights(
         assert fields["clientRequestId"] == result["clientRequestId"]
         assert fields["messageId"] == result["messageId"]
 
-    assert got.outcome_counts() == {("Deleted", "default"): 1, ("BatchRejected", "default"): 1}
+    # The producer's trace is the operation: one query by operation_Id finds the producer and this app.
+    assert operations["traced"]["ai.operation.id"] == trace_id
+    assert operations["traced"]["ai.operation.parentId"] == producer_span
+    assert len({tags["ai.operation.id"] for tags in operations.values()}) == 3
+
+    assert got.outcome_counts() == {("Deleted", "default"): 2, ("BatchRejected", "default"): 1}
 
     uploads = ingestion.control.uploads()
     assert uploads
