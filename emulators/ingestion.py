@@ -61,8 +61,8 @@ _REQUIRED = ("name", "time", "iKey")
 
 
 def write_certificate(directory: Path) -> Path:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key, in ``directory`` (once: an
-    existing pair is reused); returns the certificate's path, what a client trusts."""
+    """A fresh self-signed certificate for 127.0.0.1 and localhost, and its key, in ``directory``;
+    returns the certificate's path, what a client trusts."""
     from cryptography import x509  # noqa: PLC0415 - only the stand-in needs it
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
@@ -70,8 +70,6 @@ def write_certificate(directory: Path) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     certificate, key_file = directory / CERTIFICATE, directory / _KEY
-    if certificate.exists() and key_file.exists():
-        return certificate
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local ingestion stand-in")])
     now = datetime.datetime.now(datetime.UTC)
