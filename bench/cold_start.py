@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.measure import Services, Size, app_env, child_env, median, run_child
+from bench.measure import Services, Size, app_env, child_env, median, run_child, telemetry_env
 
 __all__ = ["HTTP_CLIENT_LIBRARIES", "ColdFigure", "measure_cold_start"]
 
@@ -34,9 +34,6 @@ TELEMETRY_LIBRARIES: tuple[str, ...] = (
     "opentelemetry.sdk.metrics",
     "azure.identity",
 )
-# Where the telemetry-on cold process "sends": a stand-in that is not Application Insights (the Batch
-# emulator, which refuses the POST): the import and set-up are what is measured, not an upload.
-_INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
 # Looked for in the cold function process's sys.modules after its first message.
 _HTTP_CANDIDATES = ("aiohttp", "httpx", "httpx_aiohttp", "httpcore", "h11", "anyio", "requests", "urllib3")
 
@@ -179,18 +176,16 @@ def measure_cold_start(s: Services, size: Size) -> ColdFigure:
     )
     env = child_env(app_env(s))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # the bytecode cache is part of a deployed app
-    telemetry_env = {
-        **env,
-        "APPLICATIONINSIGHTS_CONNECTION_STRING": (
-            f"InstrumentationKey={_INSTRUMENTATION_KEY};IngestionEndpoint={s.batch_url}/"
-        ),
-        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",  # its usage reports go to Microsoft
-    }
+    # The telemetry-on cold process uploads to the ingestion stand-in (measure.telemetry_env): the import
+    # and set-up are what is timed; its exit, which flushes the exporters, counts in the process's wall time.
+    on_env = {**env, **telemetry_env(s)}
+    connection_string = on_env.pop("BENCH_APPLICATIONINSIGHTS_CONNECTION_STRING")
+    on_env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = connection_string
     # One untimed run of each first: a fresh clone has no bytecode cache yet; "cold" is a new process.
     kinds = [
         (function_code, env),
         (libraries_code, env),
-        (function_code, telemetry_env),
+        (function_code, on_env),
         (telemetry_libraries_code, env),
     ]
     for code, kind_env in kinds:

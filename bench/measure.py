@@ -13,6 +13,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import httpx
 import psutil
 
 from emulators import RunningProcess, start
-from emulators.control import BatchEmulator, IdentityEndpoint
+from emulators.control import BatchEmulator, IdentityEndpoint, IngestionEndpoint
 
 __all__ = [
     "ROOT",
@@ -39,13 +40,23 @@ __all__ = [
     "median",
     "run_child",
     "services",
+    "telemetry_env",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_RESOURCE = "https://batch.core.windows.net/"
 API_VERSION = "2025-06-01"
 # Settings and identity variables the children get from us only, never from the caller's environment.
-_INHERITED_NOT = ("IDENTITY_", "MSI_", "IMDS_", "BATCH_", "ServiceBusConnection", "AZURE_", "DELETION_QUEUE")
+_INHERITED_NOT = (
+    "IDENTITY_",
+    "MSI_",
+    "IMDS_",
+    "BATCH_",
+    "ServiceBusConnection",
+    "AZURE_",
+    "DELETION_QUEUE",
+    "APPLICATIONINSIGHTS_",
+)
 _PACKAGES = (
     "httpx",
     "aiohttp",
@@ -169,7 +180,8 @@ SIZES = {
 
 @dataclass(frozen=True)
 class Services:
-    """The Batch emulator (autoCreate: every DELETE is a 202) and the managed-identity endpoint."""
+    """The Batch emulator (autoCreate: every DELETE is a 202), the managed-identity endpoint, and the
+    Application Insights ingestion stand-in the telemetry-on runs upload to."""
 
     batch_url: str
     batch_pid: int
@@ -177,6 +189,9 @@ class Services:
     token_url: str  # IDENTITY_ENDPOINT
     identity_secret: str  # IDENTITY_HEADER
     identity: IdentityEndpoint
+    ingestion: IngestionEndpoint
+    ingestion_certificate: str  # what the exporters trust (REQUESTS_CA_BUNDLE)
+    scratch: str  # a temporary folder, removed when the services stop: the exporters' TMPDIR
 
     def token(self) -> str:
         """One Batch token from the identity endpoint, as the peers send it."""
@@ -204,18 +219,54 @@ def app_env(s: Services) -> dict[str, str]:
     }
 
 
+def telemetry_env(s: Services) -> dict[str, str]:
+    """What a process with telemetry on gets besides ``APPLICATIONINSIGHTS_CONNECTION_STRING`` (that one
+    is ``BENCH_APPLICATIONINSIGHTS_CONNECTION_STRING`` here, for the process to set when it measures
+    telemetry on): the exporters upload to the stand-in, as the deployed app uploads to Application
+    Insights (with the managed identity's token, over HTTPS), and keep anything they must retry under
+    ``scratch``, never in the machine's temp folder (their offline storage goes under
+    ``tempfile.gettempdir()``: azure-monitor-opentelemetry-exporter ``export/_base.py``). Statsbeat (the
+    exporter's usage reports to Microsoft's hosts; docs "Statsbeat in Application Insights") and the
+    exporter's configuration polling ("OneSettings", ``_configuration/_state.py``) are off: neither host is
+    reachable from a bench, and neither is the app's work."""
+    return {
+        "BENCH_APPLICATIONINSIGHTS_CONNECTION_STRING": s.ingestion.connection_string(
+            "00000000-0000-0000-0000-000000000000"
+        ),
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+        "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+        "REQUESTS_CA_BUNDLE": s.ingestion_certificate,
+        "TMPDIR": s.scratch,
+    }
+
+
 @contextmanager
 def services() -> Iterator[Services]:
-    """Start both emulators; stopped on the way out, whatever happened."""
+    """Start the emulators and the ingestion stand-in; stopped, and the scratch folder removed, on the
+    way out, whatever happened."""
     secret = os.urandom(12).hex()
     with ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         batch: RunningProcess = stack.enter_context(start("emulators.batch"))
         identity: RunningProcess = stack.enter_context(
             start("emulators.identity", env={"IDENTITY_HEADER": secret})
         )
+        tls = Path(scratch) / "ingestion-tls"
+        # It keeps few envelopes: the bench reads none, and a run uploads hundreds of thousands.
+        ingestion = stack.enter_context(start("emulators.ingestion", "--tls-dir", str(tls), "--keep", "1000"))
         batch_control = stack.enter_context(BatchEmulator(batch.url))
         identity_control = stack.enter_context(IdentityEndpoint(identity.url))
+        certificate = str(tls / "cert.pem")
+        ingestion_control = stack.enter_context(IngestionEndpoint(ingestion.url, certificate))
         batch_control.configure(autoCreate=True)
         yield Services(
-            batch.url, batch.process.pid, batch_control, identity_control.token_url, secret, identity_control
+            batch.url,
+            batch.process.pid,
+            batch_control,
+            identity_control.token_url,
+            secret,
+            identity_control,
+            ingestion_control,
+            certificate,
+            scratch,
         )

@@ -40,7 +40,17 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from bench.measure import API_VERSION, Services, Size, app_env, child_env, cpu_seconds, median, run_child
+from bench.measure import (
+    API_VERSION,
+    Services,
+    Size,
+    app_env,
+    child_env,
+    cpu_seconds,
+    median,
+    run_child,
+    telemetry_env,
+)
 
 __all__ = [
     "CASES",
@@ -57,8 +67,8 @@ __all__ = [
 # Case key -> what the report calls it.
 CASES = {
     "whole-path": "whole path: Processor.process (parse, token, BatchClient DELETE, decide, JSON log record)",
-    "whole-path-telemetry": "the whole path with telemetry on (shared/telemetry.py: Azure Monitor exporters;"
-    " a stand-in refuses the uploads)",
+    "whole-path-telemetry": "the whole path with telemetry on (shared/telemetry.py: Azure Monitor exporters"
+    " uploading to the ingestion stand-in, which accepts them)",
     "batch-client": "BatchClient.delete_job alone (httpx over shared.aiohttp_transport, a fixed token)",
     "batch-client-httpx-aiohttp": "BatchClient with httpx-aiohttp's AiohttpTransport in place of ours",
     "httpx-ours": "httpx.AsyncClient over shared.aiohttp_transport",
@@ -98,13 +108,10 @@ async def _whole_path(stack: AsyncExitStack, *, telemetry: bool = False) -> Send
     env = dict(os.environ)
     if telemetry:
         # The production set-up (spans, records, metrics batched to the Azure Monitor exporters, which
-        # convert and upload them from their own threads, counted here), uploading to the Batch emulator:
-        # it answers 404, which the exporter drops without keeping anything for a retry.
-        endpoint = env["BATCH_ENDPOINT"]
-        key = "00000000-0000-0000-0000-000000000000"
-        env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = (
-            f"InstrumentationKey={key};IngestionEndpoint={endpoint}/"
-        )
+        # convert them and upload them from their own threads, counted here) with the managed identity's
+        # token, over HTTPS, to the ingestion stand-in (emulators/ingestion.py), which accepts every
+        # upload as Application Insights does: nothing is kept on disk for a retry (measure.telemetry_env).
+        env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = env["BENCH_APPLICATIONINSIGHTS_CONNECTION_STRING"]
     processor = Processor.create(load_settings(env))
     stack.push_async_callback(processor.close)
     enqueued = datetime.now(UTC)
@@ -489,7 +496,7 @@ def _worker(
 
 def measure_peers(s: Services, size: Size, cases: tuple[str, ...] = tuple(CASES)) -> list[PathFigure]:
     """Section 1: every client at every concurrency, 0 ms latency; runs interleaved so drift hits all."""
-    env = child_env({**app_env(s), "BENCH_TOKEN": s.token()})
+    env = child_env({**app_env(s), **telemetry_env(s), "BENCH_TOKEN": s.token()})
     runs: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for _ in range(size.repeats):
         for case in cases:

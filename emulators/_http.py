@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import signal
+import ssl
 import sys
 import time
 import types
@@ -356,8 +357,11 @@ class Listener:
         await self.server.wait_closed()
 
 
-async def listen(make_handler: Callable[[str], Handler], host: str, port: int) -> Listener:
-    """Bind ``host:port`` (0 = a free port) in the running loop; ``make_handler`` gets the base URL."""
+async def listen(
+    make_handler: Callable[[str], Handler], host: str, port: int, *, tls: ssl.SSLContext | None = None
+) -> Listener:
+    """Bind ``host:port`` (0 = a free port) in the running loop; ``make_handler`` gets the base URL
+    (``https://`` when ``tls`` is given: the connections are then TLS, with that server context)."""
     loop = asyncio.get_running_loop()
     connections: set[_Connection] = set()
     handlers: list[Handler] = []  # filled once the port, hence the base URL, is known
@@ -365,17 +369,19 @@ async def listen(make_handler: Callable[[str], Handler], host: str, port: int) -
     def protocol() -> _Connection:
         return _Connection(handlers[0], connections)
 
-    server = await loop.create_server(protocol, host, port, reuse_address=True, backlog=1024)
+    server = await loop.create_server(protocol, host, port, reuse_address=True, backlog=1024, ssl=tls)
     bound_port = server.sockets[0].getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
-    base_url = f"http://{url_host}:{bound_port}"
+    base_url = f"{'https' if tls else 'http'}://{url_host}:{bound_port}"
     handlers.append(make_handler(base_url))
     return Listener(server, base_url, connections)
 
 
-async def _serve(make_handler: Callable[[str], Handler], host: str, port: int, banner: str) -> None:
+async def _serve(
+    make_handler: Callable[[str], Handler], host: str, port: int, banner: str, tls: ssl.SSLContext | None
+) -> None:
     loop = asyncio.get_running_loop()
-    listener = await listen(make_handler, host, port)
+    listener = await listen(make_handler, host, port, tls=tls)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -385,11 +391,19 @@ async def _serve(make_handler: Callable[[str], Handler], host: str, port: int, b
     await listener.close()
 
 
-def run(make_handler: Callable[[str], Handler], *, host: str, port: int, banner: str) -> None:
+def run(
+    make_handler: Callable[[str], Handler],
+    *,
+    host: str,
+    port: int,
+    banner: str,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """Serve until SIGTERM/SIGINT. ``make_handler`` gets the base URL once the port is bound;
-    ``banner`` (with ``{url}``) is then printed to stdout as the single "ready" line."""
+    ``banner`` (with ``{url}``) is then printed to stdout as the single "ready" line. With ``tls``,
+    HTTPS."""
     loop = _new_event_loop()
     try:
-        loop.run_until_complete(_serve(make_handler, host, port, banner))
+        loop.run_until_complete(_serve(make_handler, host, port, banner, tls))
     finally:
         loop.close()

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-__all__ = ["BatchEmulator", "IdentityEndpoint"]
+__all__ = ["BatchEmulator", "IdentityEndpoint", "IngestionEndpoint"]
 
 
 @functools.cache
@@ -24,11 +24,11 @@ def tls_context() -> ssl.SSLContext:
 
 
 class _ControlClient:
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, verify: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self._http = httpx.Client(
-            base_url=f"{self.base_url}/_emulator", timeout=timeout, verify=tls_context()
+            base_url=f"{self.base_url}/_emulator", timeout=timeout, verify=verify or tls_context()
         )
 
     def _call(self, method: str, path: str, json: Any = None) -> Any:
@@ -179,3 +179,36 @@ class IdentityEndpoint(_ControlClient):
         """``{"lifetimeSeconds", "tenantId", "systemClientId", "clientIds"}``"""
         config: dict[str, Any] = self._call("GET", "/config")
         return config
+
+
+class IngestionEndpoint(_ControlClient):
+    """Control client for ``python -m emulators.ingestion``: ``certificate`` is the ``cert.pem`` the
+    stand-in wrote to its ``--tls-dir`` (it serves HTTPS only, its control API too)."""
+
+    def __init__(self, url: str, certificate: str, *, timeout: float = 10.0) -> None:
+        super().__init__(url, timeout=timeout, verify=ssl.create_default_context(cafile=certificate))
+
+    def connection_string(self, instrumentation_key: str) -> str:
+        """An ``APPLICATIONINSIGHTS_CONNECTION_STRING`` whose ingestion endpoint is this stand-in."""
+        return f"InstrumentationKey={instrumentation_key};IngestionEndpoint={self.base_url}/"
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")
+
+    def envelopes(self, *, since: int = 0) -> list[dict[str, Any]]:
+        """The accepted envelopes, oldest first (after the ``since``-th)."""
+        response = self._http.get("/envelopes", params={"since": since})
+        response.raise_for_status()
+        envelopes: list[dict[str, Any]] = response.json()
+        return envelopes
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """One entry per upload: ``status``, ``items``, ``contentType``, ``contentEncoding``, and the
+        token's ``audience`` and ``clientId`` (or why it was ``refused``)."""
+        uploads: list[dict[str, Any]] = self._call("GET", "/uploads")
+        return uploads
+
+    def stats(self) -> dict[str, Any]:
+        """``{"uploads": n, "accepted": n, "byStatus": {"200": n, "401": n, ...}}``"""
+        stats: dict[str, Any] = self._call("GET", "/stats")
+        return stats

@@ -19,7 +19,7 @@ import azure.servicebus.aio as servicebus_aio
 import pytest
 
 from emulators import RunningProcess, canary, start
-from emulators.control import BatchEmulator, IdentityEndpoint
+from emulators.control import BatchEmulator, IdentityEndpoint, IngestionEndpoint
 from emulators.servicebus import connection_string
 
 # The secrets canary: every token in the session carries it; seen anywhere but a Batch Authorization
@@ -116,6 +116,36 @@ def identity_env(identity_endpoint: IdentityHandle, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity_endpoint.url)
     monkeypatch.setenv("IDENTITY_HEADER", identity_endpoint.secret)
     return identity_endpoint
+
+
+@dataclass(frozen=True)
+class IngestionHandle:
+    """The Application Insights ingestion stand-in: ``url`` is its HTTPS base URL (the connection
+    string's ``IngestionEndpoint``), ``certificate`` the self-signed certificate a client must trust
+    (``REQUESTS_CA_BUNDLE`` for the exporter)."""
+
+    url: str
+    certificate: str
+    control: IngestionEndpoint
+    process: RunningProcess
+
+
+@pytest.fixture(scope="session")
+def ingestion_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningProcess, str]]:
+    """One ingestion stand-in for the session, and the certificate it serves."""
+    tls = tmp_path_factory.mktemp("ingestion-tls")
+    with start("emulators.ingestion", "--tls-dir", str(tls)) as process:
+        yield process, str(tls / "cert.pem")
+
+
+@pytest.fixture
+def ingestion(ingestion_process: tuple[RunningProcess, str]) -> Iterator[IngestionHandle]:
+    """The session's ingestion stand-in, emptied for this test."""
+    process, certificate = ingestion_process
+    _check_alive(process)
+    with IngestionEndpoint(process.url, certificate) as control:
+        control.reset()
+        yield IngestionHandle(process.url, certificate, control, process)
 
 
 # --- Service Bus ---------------------------------------------------------------------------------

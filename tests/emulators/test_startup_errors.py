@@ -51,11 +51,19 @@ def launch(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -
 
 
 @pytest.mark.parametrize(
-    "module", [["emulators.batch"], ["emulators.servicebus"], ["emulators.identity", "--secret", "s"]]
+    "module",
+    [
+        ["emulators.batch"],
+        ["emulators.servicebus"],
+        ["emulators.identity", "--secret", "s"],
+        ["emulators.ingestion", "--tls-dir", "{tmp}"],
+    ],
 )
-def test_an_emulator_on_a_port_in_use_says_so_in_one_line(module: list[str], busy_port: int) -> None:
+def test_an_emulator_on_a_port_in_use_says_so_in_one_line(
+    module: list[str], busy_port: int, tmp_path: Path
+) -> None:
     """`address already in use` becomes: port N is already in use, is it already running?"""
-    code, lines = launch(*module, "--port", str(busy_port))
+    code, lines = launch(*[arg.replace("{tmp}", str(tmp_path)) for arg in module], "--port", str(busy_port))
     assert code == 1
     assert len(lines) == 1, lines
     assert lines[0].startswith(
