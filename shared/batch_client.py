@@ -240,6 +240,8 @@ class BatchClient:
         # Settings validated it already; checking again keeps the token off unsafe hosts for any caller.
         self._endpoint = validate_endpoint(endpoint, "endpoint")
         self._url = httpx.URL(self._endpoint)
+        scheme = self._url.scheme
+        self._server = (scheme, self._url.host, self._url.port or (443 if scheme == "https" else 80))
         self._host = self._url.netloc
         self._token = token
         self._api_version = api_version
@@ -314,7 +316,7 @@ class BatchClient:
         )
         # The dependency span (None when telemetry is off): method, URL and request ids, never a header.
         dependency = self._telemetry.dependency(
-            method, request.url, self._url.host, headers.get("client-request-id")
+            method, request.url, self._server, headers.get("client-request-id")
         )
         status: int | None = None
         error: str | None = "cancelled"

@@ -301,14 +301,23 @@ class Telemetry:
             if invocation._finished is not None:
                 self._export(invocation, message_id, invocation._finished)
 
-    def dependency(self, method: str, url: object, host: str, client_request_id: str | None) -> Dependency:
+    def dependency(
+        self, method: str, url: object, server: tuple[str, str, int], client_request_id: str | None
+    ) -> Dependency:
         """A Batch request, within the current invocation when there is one. Its span holds only the
         method, the URL (endpoint, path, api-version and the message's options: no credential in it) and
         the request ids: never a header value that could carry a token."""
+        scheme, host, port = server
+        # server.port and url.scheme as the HTTP client conventions ask: the exporter names the
+        # dependency's target host:port unless the port is the scheme's default (without them,
+        # "host:None"; azure-monitor-opentelemetry-exporter `export/trace/_utils.py`,
+        # _get_target_and_path_for_http_dependency).
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.full": str(url),
+            "url.scheme": scheme,
             "server.address": host,
+            "server.port": port,
         }
         if client_request_id is not None:
             attributes["batch.client_request_id"] = client_request_id
@@ -381,7 +390,9 @@ class _Off:
     def invocation(self, message_id: str, properties: Mapping[str, Any]) -> Iterator[None]:
         yield None
 
-    def dependency(self, method: str, url: object, host: str, client_request_id: str | None) -> None:
+    def dependency(
+        self, method: str, url: object, server: tuple[str, str, int], client_request_id: str | None
+    ) -> None:
         return None
 
 
@@ -452,7 +463,8 @@ def build_providers(
     # ALWAYS_ON, not the default ParentBased: a producer whose traceparent says "not sampled" must not
     # make a failure disappear.
     tracer = SdkTracerProvider(resource=resource, sampler=ALWAYS_ON)
-    tracer.add_span_processor((BatchSpanProcessor if batch else SimpleSpanProcessor)(span_exporter))
+    if span_exporter is not None:  # None: the caller adds its own, which needs this provider
+        tracer.add_span_processor((BatchSpanProcessor if batch else SimpleSpanProcessor)(span_exporter))
     logger = SdkLoggerProvider(resource=resource)
     log_processor = BatchLogRecordProcessor if batch else SimpleLogRecordProcessor
     logger.add_log_record_processor(log_processor(log_exporter))
@@ -472,11 +484,15 @@ def _azure_monitor(
         AzureMonitorTraceExporter,
     )
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
     credential = ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
     options: dict[str, Any] = {"connection_string": connection_string, "credential": credential}
-    return build_providers(
-        AzureMonitorTraceExporter(**options),
-        AzureMonitorLogExporter(**options),
-        PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options)),
-    )
+    metric_reader = PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options))
+    tracer, logger, meter = build_providers(None, AzureMonitorLogExporter(**options), metric_reader)
+    # The trace exporter reads the resource (service.name: the cloud role) from the provider it is given,
+    # else from the global one, which the app does not set (the worker may own it): without it, every
+    # export logs "Failed to derive Resource from Tracer Provider" (export/trace/_exporter.py).
+    span_exporter = AzureMonitorTraceExporter(tracer_provider=tracer, **options)
+    tracer.add_span_processor(BatchSpanProcessor(span_exporter))
+    return tracer, logger, meter

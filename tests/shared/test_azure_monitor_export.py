@@ -76,9 +76,10 @@ def _child_env(
 class Exported:
     """One run of the deployed app: its results (one per message) and what reached the stand-in."""
 
-    def __init__(self, results: list[dict[str, Any]], envelopes: list[dict[str, Any]]) -> None:
+    def __init__(self, results: list[dict[str, Any]], envelopes: list[dict[str, Any]], stderr: str) -> None:
         self.results = results
         self.envelopes = envelopes
+        self.stderr = stderr
 
     def of(self, base_type: str) -> list[dict[str, Any]]:
         return [e for e in self.envelopes if e["data"]["baseType"] == base_type]
@@ -135,7 +136,7 @@ def deploy(
             return mine if len({e["data"]["baseType"] for e in mine}) >= 4 else None
 
         what = f"the exporters' uploads; the app's stderr:\n{child.stderr[-3000:]}"
-        return Exported(results, wait_for(arrived, what))
+        return Exported(results, wait_for(arrived, what), child.stderr)
 
     return run
 
@@ -188,6 +189,8 @@ def test_a_deleted_job_and_a_rejected_one_reach_application_insights(
         assert dependency["properties"]["batch.request_id"] == result["requestId"]
         assert dependency["properties"]["batch.client_request_id"] == result["clientRequestId"]
         assert f"/jobs/{job}" in dependency["data"]
+        # the Batch host and its port (not the scheme's default here), as the portal's map names it
+        assert dependency["target"] == batch_emulator.url.removeprefix("http://")
 
         message = got.one("MessageData", operation, request["id"])
         assert message["severityLevel"] == level
@@ -205,6 +208,10 @@ def test_a_deleted_job_and_a_rejected_one_reach_application_insights(
     assert len({tags["ai.operation.id"] for tags in operations.values()}) == 3
 
     assert got.outcome_counts() == {("Deleted", "default"): 2, ("BatchRejected", "default"): 1}
+    # The cloud role is the app's service.name, read from the app's own tracer provider: no
+    # "Failed to derive Resource" error from the exporter at each export.
+    assert {tags["ai.cloud.role"] for tags in operations.values()} == {"batch-job-deleter"}
+    assert "Failed to derive Resource" not in got.stderr
 
     uploads = ingestion.control.uploads()
     assert uploads
