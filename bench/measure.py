@@ -56,6 +56,7 @@ _INHERITED_NOT = (
     "AZURE_",
     "DELETION_QUEUE",
     "APPLICATIONINSIGHTS_",
+    "OTEL_",  # the sampler: each case sets its own
 )
 _PACKAGES = (
     "httpx",

@@ -68,7 +68,10 @@ __all__ = [
 CASES = {
     "whole-path": "whole path: Processor.process (parse, token, BatchClient DELETE, decide, JSON log record)",
     "whole-path-telemetry": "the whole path with telemetry on (shared/telemetry.py: Azure Monitor exporters"
-    " uploading to the ingestion stand-in, which accepts them)",
+    " uploading to the ingestion stand-in, which accepts them; the default sampling: every failure, about"
+    " 5 successes a second)",
+    "whole-path-telemetry-all": "the same with OTEL_TRACES_SAMPLER=always_on: every success's spans and"
+    " record exported too (not a target: what always_on costs)",
     "batch-client": "BatchClient.delete_job alone (httpx over shared.aiohttp_transport, a fixed token)",
     "batch-client-httpx-aiohttp": "BatchClient with httpx-aiohttp's AiohttpTransport in place of ours",
     "httpx-ours": "httpx.AsyncClient over shared.aiohttp_transport",
@@ -99,7 +102,7 @@ def _headers(token: str) -> dict[str, str]:
     }
 
 
-async def _whole_path(stack: AsyncExitStack, *, telemetry: bool = False) -> Send:
+async def _whole_path(stack: AsyncExitStack, *, telemetry: bool = False, sample_all: bool = False) -> Send:
     from delete_job.decision import Outcome  # noqa: PLC0415 - only this case loads the app
     from delete_job.processor import Processor  # noqa: PLC0415
     from delete_job.records import Received  # noqa: PLC0415
@@ -112,6 +115,8 @@ async def _whole_path(stack: AsyncExitStack, *, telemetry: bool = False) -> Send
         # token, over HTTPS, to the ingestion stand-in (emulators/ingestion.py), which accepts every
         # upload as Application Insights does: nothing is kept on disk for a retry (measure.telemetry_env).
         env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = env["BENCH_APPLICATIONINSIGHTS_CONNECTION_STRING"]
+        if sample_all:
+            env["OTEL_TRACES_SAMPLER"] = "always_on"
     processor = Processor.create(load_settings(env))
     stack.push_async_callback(processor.close)
     enqueued = datetime.now(UTC)
@@ -281,8 +286,10 @@ async def _azure_batch(stack: AsyncExitStack, url: str, token: str, *, poll: boo
 
 
 async def _client(case: str, stack: AsyncExitStack, url: str, token: str) -> Send:
-    if case in ("whole-path", "whole-path-telemetry"):
-        return await _whole_path(stack, telemetry=case == "whole-path-telemetry")
+    if case in ("whole-path", "whole-path-telemetry", "whole-path-telemetry-all"):
+        return await _whole_path(
+            stack, telemetry=case != "whole-path", sample_all=case == "whole-path-telemetry-all"
+        )
     if case in ("batch-client", "batch-client-httpx-aiohttp"):
         return await _batch_client(stack, url, token, package=case == "batch-client-httpx-aiohttp")
     if case == "aiohttp":
