@@ -24,7 +24,7 @@ from azure.servicebus import (
 from emulators import RunningProcess, start
 from emulators.servicebus import connection_string
 from tests.conftest import BatchHandle, IdentityHandle
-from tests.polling import wait_for
+from tests.polling import json_lines, wait_for
 
 __all__ = ["Deployment", "queue_specs"]
 
@@ -136,22 +136,12 @@ class Deployment:
 
     def log_entries(self) -> list[dict[str, Any]]:
         """The function's log records whole: the text (`message`) and the fields (`customDimensions`)."""
-        if not self.log_file.exists():
-            return []
-        # Only whole lines: the host may be halfway through writing the last one while a test polls.
-        text = self.log_file.read_text()
-        whole = text[: text.rfind("\n") + 1]
-        entries = [json.loads(line) for line in whole.splitlines() if line.strip()]
-        return [e for e in entries if e["logger"] == "delete_job"]
+        return [e for e in json_lines(self.log_file) if e["logger"] == "delete_job"]
 
     def telemetry(self, kind: str) -> list[dict[str, Any]]:
         """What the app exported through OpenTelemetry (the host's ``--telemetry``): ``span``,
         ``log record`` or ``metric`` items, as the SDK's ``to_json`` renders them."""
-        if not self.telemetry_file.exists():
-            return []
-        lines = self.telemetry_file.read_text().splitlines()
-        items = [json.loads(line) for line in lines if line.endswith("}")]  # a line being written waits
-        return [item["item"] for item in items if item["kind"] == kind]
+        return [item["item"] for item in json_lines(self.telemetry_file) if item["kind"] == kind]
 
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = httpx.get(f"{self.host.url}/_host/stats", timeout=5).json()

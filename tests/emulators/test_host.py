@@ -20,7 +20,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQ
 
 from emulators import RunningProcess, start
 from emulators.servicebus import connection_string
-from tests.polling import wait_for
+from tests.polling import json_lines, wait_for
 
 APP_DIR = Path(__file__).parent / "host_app"
 T = TypeVar("T")
@@ -88,8 +88,7 @@ class HostRun:
         return ids
 
     def events(self) -> list[dict[str, Any]]:
-        lines = self.events_file.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return json_lines(self.events_file)
 
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = httpx.get(f"{self.process.url}/_host/stats", timeout=5).json()

@@ -27,7 +27,7 @@ from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
 from emulators import RunningProcess, start
 from emulators.host._messages import to_function_message
 from emulators.servicebus import connection_string
-from tests.polling import wait_for
+from tests.polling import json_lines, wait_for
 
 APP_DIR = Path(__file__).parent / "host_app"
 QUEUE, SYNC_QUEUE, TWIN = "bind-async", "bind-sync", "bind-twin"
@@ -90,8 +90,7 @@ class Deployment:
         """What the function recorded for this message's first invocation."""
 
         def start_event() -> dict[str, Any] | None:
-            lines = self.events_file.read_text(encoding="utf-8").splitlines()
-            events = [json.loads(line) for line in lines if line.strip()]
+            events = json_lines(self.events_file)
             return next((e for e in events if e["event"] == "start" and e["messageId"] == message_id), None)
 
         return wait_for(start_event, f"the function's start event for {message_id}")
@@ -220,8 +219,7 @@ def test_a_value_body_that_is_not_a_string_fails_the_binding_and_is_dead_lettere
     (dead,) = wait_for(dead_lettered, "the dead letter")
     assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
     assert deployment.stats()["failed"] >= failed_before + 2
-    lines = deployment.events_file.read_text(encoding="utf-8").splitlines()
-    assert all(json.loads(line)["messageId"] != message_id for line in lines if line.strip())
+    assert all(event["messageId"] != message_id for event in json_lines(deployment.events_file))
     deployment.drain_twin(message_id)
 
 

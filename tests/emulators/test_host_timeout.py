@@ -16,7 +16,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQ
 
 from emulators import RunningProcess, start
 from emulators.servicebus import connection_string
-from tests.polling import wait_for
+from tests.polling import json_lines, wait_for
 
 APP_DIR = Path(__file__).parent / "timeout_app"
 TIMEOUT = 6.0  # timeout_app/host.json's functionTimeout
@@ -55,8 +55,7 @@ class TimeoutRun:
             sender.send_messages(ServiceBusMessage(json.dumps(body), message_id=message_id))
 
     def events(self, event: str, message_id: str | None = None) -> list[dict[str, Any]]:
-        lines = self.events_file.read_text(encoding="utf-8").splitlines()
-        found = [json.loads(line) for line in lines if line.strip()]
+        found = json_lines(self.events_file)
         return [e for e in found if e["event"] == event and message_id in (None, e.get("messageId"))]
 
     def stats(self) -> dict[str, int]:
