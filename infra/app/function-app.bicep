@@ -126,7 +126,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     INVOCATION_DEADLINE: invocationDeadline
     VERIFY_DELETION_AFTER: verifyDeletionAfter
     VERIFY_DELETION_TIMEOUT: verifyDeletionTimeout
-    // Which successes' spans and records are exported (shared/telemetry.py); failures always are.
+    // Which successes' spans and records the app exports (shared/telemetry.py); failures always. The host
+    // reads the same two for its own telemetry, sampled by trace (azure-functions-host PR 11568).
     OTEL_TRACES_SAMPLER: successSampler
     OTEL_TRACES_SAMPLER_ARG: successSamplerArg
     // The host's: its storage and its telemetry, both by identity. The Application Insights connection
