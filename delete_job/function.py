@@ -40,8 +40,17 @@ def received_from(msg: func.ServiceBusMessage) -> Received:
     )
 
 
+# dataType binary: the body reaches the function as the producer's bytes. Without it the Service Bus
+# extension binds a string (MessageToStringConverter), and a body that is not UTF-8 arrives with U+FFFD
+# for every bad byte (Azure/azure-functions-host#3125): it could then pass as a valid request, and its
+# failure record could not keep the original bytes (contract section 5, bodyBase64). The cost: an AMQP
+# value body, which no Service Bus SDK sends, cannot be bound to bytes; the invocation fails and the
+# broker dead-letters it at maxDeliveryCount, into the failure queue (emulators/host/_messages.py).
 @blueprint.service_bus_queue_trigger(
-    arg_name="msg", queue_name="%DELETION_QUEUE%", connection="ServiceBusConnection"
+    arg_name="msg",
+    queue_name="%DELETION_QUEUE%",
+    connection="ServiceBusConnection",
+    data_type=func.DataType.BINARY,
 )
 async def delete_job(msg: func.ServiceBusMessage) -> None:
     """Delete the Batch job a message names, or leave a failure record or a retry copy."""

@@ -26,7 +26,7 @@ worker's image of the protobuf ``TypedData``), and hands both to azure-functions
   (see ``_json_value`` for what the Python SDK lets the local host tell apart).
   (Python worker pull request Azure/azure-functions-python-worker#158 shows such a request:
   ``"DeliveryCount": {"Json": "1"}``.)
-- The body: a trigger without ``dataType`` (as ``delete_job`` declares it) is bound as a string by the
+- The body: a trigger without ``dataType`` is bound as a string by the
   extension's ``MessageToStringConverter`` (src/Triggers/MessageToStringConverter.cs): data sections
   decoded as strict UTF-8 (a BOM stays, as U+FEFF); bytes that are not UTF-8 fall back, past a .NET
   DataContract string reader, to ``BinaryData.ToString()``, a UTF-8 decode that puts U+FFFD for every
@@ -34,8 +34,11 @@ worker's image of the protobuf ``TypedData``), and hands both to azure-functions
   fails the binding (``NotSupportedException``): the invocation fails and the message is abandoned, as
   here. The worker turns the string back into UTF-8 bytes, so a function sees a non-UTF-8 body with
   EF BF BD where the bad bytes were (Azure/azure-functions-host#3125,
-  Azure/azure-functions-nodejs-worker#684). ``dataType: binary`` binds the body as bytes
-  (``MessageToByteArrayConverter``), unchanged. Not reproduced: unwrapping a body that a .NET
+  Azure/azure-functions-nodejs-worker#684). ``dataType: binary`` (as ``delete_job`` declares it) binds
+  the body as bytes (``MessageToByteArrayConverter``), unchanged, through ``ServiceBusReceivedMessage.Body``,
+  which only a data body has (Azure.Messaging.ServiceBus, ``AmqpAnnotatedMessageExtensions.GetBody``
+  throws ``NotSupportedException`` for a value or sequence body): with it, any value body fails the
+  binding. Not reproduced: unwrapping a body that a .NET
   ``BrokeredMessage(string)`` serialized as a DataContract (the function gets it replacement-decoded).
 """
 
@@ -136,11 +139,15 @@ def trigger_metadata(message: ServiceBusReceivedMessage) -> dict[str, meta.Datum
 
 def trigger_data(message: ServiceBusReceivedMessage, data_type: str | None = None) -> meta.Datum:
     """The body as the host binds it: bytes for ``dataType: binary``, else a string (see above)."""
+    binary = data_type in ("binary", "stream")
     if message.body_type == AmqpMessageBodyType.DATA:
         raw = b"".join(message.body)
-        if data_type in ("binary", "stream"):
+        if binary:
             return meta.Datum(raw, "bytes")
         return meta.Datum(raw.decode("utf-8", errors="replace"), "string")
+    if binary:  # ServiceBusReceivedMessage.Body: data bodies only (see above)
+        kind = "value" if message.body_type == AmqpMessageBodyType.VALUE else "sequence"
+        raise BindingError(f"a message with a {kind} body cannot be bound to bytes (as Azure's says)")
     # An AMQP string value comes out of the Python SDK as bytes, like a binary one (which Azure would
     # refuse to bind): taken as the string it most likely is.
     if message.body_type == AmqpMessageBodyType.VALUE and isinstance(message.body, str | bytes):

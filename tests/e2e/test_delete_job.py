@@ -8,6 +8,7 @@ settlement, the failure record or retry copies, and the host's structured log re
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ NAMES = [
     "persistent",
     "precondition",
     "invalid",
+    "bytes",
     "rejected",
     "sendfail",
     "dup",
@@ -173,6 +175,24 @@ def test_invalid_message_records_and_calls_nothing(deployment: Deployment) -> No
     assert outcome["outcome"] == "InvalidMessage"
     (record,) = wait_for(deployment.records, "the failure record")
     assert "ifmatch" in record["description"]
+    assert deployment.batch.control.requests() == []
+
+
+@on("bytes")
+def test_a_body_that_is_not_utf8_is_invalid_and_its_record_keeps_the_bytes(deployment: Deployment) -> None:
+    """Latin-1 bytes inside a JSON string: the trigger binds the body as bytes (dataType binary), so they
+    are not turned into U+FFFD on the way (which would make a valid request of them): InvalidMessage, the
+    job untouched, and the record keeps the body exactly, as bodyBase64 (contract section 5)."""
+    deployment.batch.control.add_job("latin1")
+    body = '{"jobId": "latin1", "reason": "caf\u00e9"}'.encode("latin-1")
+    message_id = deployment.send(body)
+    (outcome,) = deployment.wait_outcomes(1)
+    assert (outcome["outcome"], outcome["messageId"]) == ("InvalidMessage", message_id)
+    (record,) = wait_for(deployment.records, "the failure record")
+    assert "not UTF-8" in record["description"]
+    assert base64.b64decode(record["originalMessage"]["bodyBase64"]) == body
+    assert "body" not in record["originalMessage"]
+    assert deployment.job_state("latin1") == "active"
     assert deployment.batch.control.requests() == []
 
 

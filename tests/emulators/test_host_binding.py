@@ -25,7 +25,7 @@ from azure.servicebus._pyamqp.types import TYPE, VALUE, AMQPTypes
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
 
 from emulators import RunningProcess, start
-from emulators.host._messages import to_function_message
+from emulators.host._messages import BindingError, to_function_message
 from emulators.servicebus import connection_string
 from tests.polling import json_lines, wait_for
 
@@ -221,6 +221,27 @@ def test_a_value_body_that_is_not_a_string_fails_the_binding_and_is_dead_lettere
     assert deployment.stats()["failed"] >= failed_before + 2
     assert all(event["messageId"] != message_id for event in json_lines(deployment.events_file))
     deployment.drain_twin(message_id)
+
+
+def test_a_binary_trigger_refuses_a_value_body(deployment: Deployment) -> None:
+    """With ``dataType: binary`` (the project's trigger) even a string value body fails the binding, as
+    Azure's byte-array binding reads ``ServiceBusReceivedMessage.Body``, which only a data body has."""
+    message_id = str(uuid.uuid4())
+    properties = AmqpMessageProperties(message_id=message_id)
+    with deployment.client.get_queue_sender(TWIN) as sender:
+        sender.send_messages(AmqpAnnotatedMessage(value_body="plain text", properties=properties))
+    with deployment.client.get_queue_receiver(TWIN) as receiver:
+        while batch := receiver.receive_messages(max_message_count=50, max_wait_time=5):
+            mine = [m for m in batch if m.message_id == message_id]
+            for message in batch:
+                if message.message_id != message_id:  # another test's
+                    receiver.abandon_message(message)
+            if mine:
+                with pytest.raises(BindingError, match="value body cannot be bound to bytes"):
+                    to_function_message(mine[0], "binary")
+                receiver.complete_message(mine[0])
+                return
+    pytest.fail(f"the twin of {message_id} is not on {TWIN}")
 
 
 # Every AMQP type a producer can put in an application property, and what the function gets.
