@@ -45,7 +45,8 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def test_the_app_indexes_one_async_service_bus_function() -> None:
-    """The host finds `delete_job`: async, triggered by %DELETION_QUEUE% over ServiceBusConnection."""
+    """The host finds `delete_job`: async, triggered by %DELETION_QUEUE% over ServiceBusConnection, the
+    body bound as bytes."""
     result = run_python(INDEX, GOOD)
     assert result.returncode == 0, result.stderr
     functions_line, modules_line = result.stdout.strip().splitlines()[-2:]
@@ -59,6 +60,8 @@ def test_the_app_indexes_one_async_service_bus_function() -> None:
         "name": "msg",
         "connection": "ServiceBusConnection",
         "queueName": "%DELETION_QUEUE%",
+        # the body as the producer's bytes, not a string with U+FFFD for bytes that are not UTF-8
+        "dataType": "BINARY",
     }
     # Importing the app does not load the Service Bus SDK: only a failure record or retry copy needs it.
     assert json.loads(modules_line) == []
