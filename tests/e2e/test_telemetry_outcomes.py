@@ -7,8 +7,9 @@ invocation: the log record whose attributes are the record's fields, the CONSUME
 (every token the identity endpoint issues carries it) must appear in none of it.
 
 One host run serves every outcome (the suite's wall time), with times scaled down by settings: a
-verification comes due 1.5 s after the deletion (VERIFY_DELETION_AFTER), so a job stuck in ``deleting``
-is VerificationScheduled then and DeletionStuck at the next look, 3.5 s on (VERIFY_DELETION_TIMEOUT);
+verification comes due 2.5 s after the deletion (VERIFY_DELETION_AFTER), so a job stuck in ``deleting``
+is VerificationScheduled then and DeletionStuck at a later look, 6 s on (VERIFY_DELETION_TIMEOUT; margins
+of 2 s and more, so that a loaded machine, 8 test workers on 2 cores, does not change the outcomes);
 the one delayed retry comes 1 s on (RETRY_DELAYS). `Abandoned` needs a send that fails: the failure
 queue refuses its first transfer (a seeded ``rejectSendRate``: the Service Bus emulator answers as a full
 queue, QuotaExceeded), so the first failure record's invocation raises, the message comes back and its
@@ -42,8 +43,8 @@ from tests.polling import wait_for
 FAILED_QUEUE_FAULT = "rejectSendRate=0.3,rejectSendSeed=72"
 SETTINGS = {
     "OTEL_TRACES_SAMPLER": "always_on",
-    "VERIFY_DELETION_AFTER": "1.5",
-    "VERIFY_DELETION_TIMEOUT": "3.5",
+    "VERIFY_DELETION_AFTER": "2.5",
+    "VERIFY_DELETION_TIMEOUT": "6",
     "RETRY_DELAYS": "1",
 }
 CLIENT_REQUEST_ID = "6f1c2a9e-54d3-4b8e-9a07-3c2d1e0f9b11"  # tel-deleted's producer names its requests
