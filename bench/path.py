@@ -342,19 +342,24 @@ async def _steady(
     numbers = itertools.count(first)
     done = 0
     stopping = False
+    progressed = asyncio.Event()
 
     async def sender(slot: int) -> None:
         nonlocal done
         while not stopping:
             await send(slot, next(numbers))
             done += 1
+            progressed.set()
 
     senders = [asyncio.create_task(sender(slot)) for slot in range(concurrency)]
     try:
         await asyncio.sleep(warmup)
+        await progressed.wait()  # warmed up means some message went through (a loaded machine, a tiny run)
         done0, emulator0 = done, cpu_seconds(emulator_pid)
         cpu0, wall0 = time.process_time(), time.perf_counter()
+        progressed.clear()
         await asyncio.sleep(seconds)
+        await progressed.wait()  # and the window holds one at least: a figure per message needs one
         done1, emulator1 = done, cpu_seconds(emulator_pid)
         cpu1, wall1 = time.process_time(), time.perf_counter()
     finally:
