@@ -32,23 +32,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import random
-import sys
-import threading
 import time
 from collections.abc import Collection, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from shared.settings import SuccessSampling
+from shared.success_sampling import SuccessSampler
+from shared.telemetry_providers import SCOPE as _SCOPE
+from shared.telemetry_providers import azure_monitor_providers, build_providers, installed_providers
 
 if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.trace import TracerProvider
 
 __all__ = [
@@ -62,7 +58,6 @@ __all__ = [
     "trace_parent",
 ]
 
-_SCOPE = "batch-job-deleter"
 # The span attribute azure-monitor-opentelemetry-exporter turns into an envelope's sampleRate.
 _SAMPLE_RATE_KEY = "_MS.sampleRate"
 _CURRENT: ContextVar[Invocation | None] = ContextVar("batch_job_deleter_invocation", default=None)
@@ -83,72 +78,6 @@ def trace_parent(properties: Mapping[str, Any]) -> tuple[str, str | None] | None
     if isinstance(state, bytes):
         state = state.decode("ascii", "replace")
     return value, state if isinstance(state, str) else None
-
-
-_ADAPTATION_NS = 1e9  # the rate-limited window's adaptation time
-_INVERSE_ADAPTATION_NS = 1 / _ADAPTATION_NS
-
-
-class _Rate:
-    """The share of successful invocations to keep so that about ``per_second`` are exported: Azure
-    Monitor's rate-limited sampling (azure-monitor-opentelemetry-exporter,
-    `export/trace/_rate_limited_sampling.py` `RateLimitedSamplingPercentage`): an exponentially decaying
-    window of how many came and over how long, and the percentage rounded down to 100 / a whole number
-    so each kept item stands for a whole number of items (its ``itemCount``). Two differences: the
-    window adapts over 1 s, not 0.1 s, and starts as if idle for that long, so a burst of up to
-    ``per_second`` successes (an instance's first messages, a quiet queue's) is exported whole."""
-
-    __slots__ = ("_count", "_last", "_lock", "_nanoseconds", "_per_nanosecond")
-
-    def __init__(self, per_second: float) -> None:
-        self._per_nanosecond = per_second * 1e-9
-        self._count = 0.0
-        self._nanoseconds = _ADAPTATION_NS
-        self._last = time.monotonic_ns()
-        self._lock = threading.Lock()
-
-    def percentage(self) -> float:
-        now = time.monotonic_ns()
-        with self._lock:
-            delta = now - self._last
-            if delta > 0:
-                decay = math.exp(-delta * _INVERSE_ADAPTATION_NS)
-                self._count = self._count * decay + 1
-                self._nanoseconds = self._nanoseconds * decay + delta
-                self._last = now
-            else:
-                self._count += 1
-            probability = self._nanoseconds * self._per_nanosecond / self._count if self._count else 1.0
-        return _whole_item_count(100.0 * min(probability, 1.0))
-
-
-def _whole_item_count(percentage: float) -> float:
-    if percentage <= 0.0:
-        return 0.0
-    return 100.0 / math.ceil(100.0 / percentage - 1e-9)
-
-
-class _Sampler:
-    """Whether a successful invocation is exported, and the sample rate its spans carry."""
-
-    __slots__ = ("_fixed", "_rate")
-
-    def __init__(self, sampling: SuccessSampling | None) -> None:
-        self._rate: _Rate | None = None
-        self._fixed = 100.0
-        if sampling is None or sampling.kind == "always_on":
-            return
-        if sampling.kind == "microsoft.rate_limited":
-            self._rate = _Rate(sampling.value)
-        else:  # microsoft.fixed_percentage
-            self._fixed = _whole_item_count(100.0 * sampling.value)
-
-    def keep(self) -> float | None:
-        """The percentage this success is kept at, or None when it is sampled away."""
-        percentage = self._rate.percentage() if self._rate is not None else self._fixed
-        if percentage >= 100.0:
-            return 100.0
-        return percentage if random.random() * 100.0 < percentage else None  # noqa: S311 - not a secret
 
 
 class _Request:
@@ -259,7 +188,7 @@ class Telemetry:
         )
         self._accounts = frozenset(accounts)
         self._queue = queue
-        self._sampler = _Sampler(sampling)
+        self._sampler = SuccessSampler(sampling)
 
     def _severity(self, level: int) -> Any:
         return self._severities.get(level) or self._severities[logging.INFO]
@@ -413,86 +342,9 @@ def from_settings(
     when something installed them (the local host's `--telemetry`, a test); else `OFF`. ``sampling``:
     which successes are exported (None: all)."""
     if connection_string:
-        tracer, logger, meter = _azure_monitor(connection_string, client_id)
+        tracer, logger, meter = azure_monitor_providers(connection_string, client_id)
         return Telemetry(tracer, logger, meter, accounts=accounts, queue=queue, sampling=sampling)
-    installed = _installed_providers()
+    installed = installed_providers()
     if installed is None:
         return OFF
     return Telemetry(*installed, accounts=accounts, queue=queue, sampling=sampling)
-
-
-def _installed_providers() -> tuple[TracerProvider, LoggerProvider, MeterProvider] | None:
-    if "opentelemetry.sdk.trace" not in sys.modules:  # nobody set up an SDK: stay off, import nothing
-        return None
-    from opentelemetry import _logs, metrics, trace  # noqa: PLC0415
-    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
-
-    tracer, logger, meter = (
-        trace.get_tracer_provider(),
-        _logs.get_logger_provider(),
-        metrics.get_meter_provider(),
-    )
-    if not isinstance(tracer, SdkTracerProvider):
-        return None
-    return (
-        tracer,
-        logger if isinstance(logger, SdkLoggerProvider) else _logs.NoOpLoggerProvider(),
-        meter if isinstance(meter, SdkMeterProvider) else metrics.NoOpMeterProvider(),
-    )
-
-
-def build_providers(
-    span_exporter: Any, log_exporter: Any, *metric_readers: Any, batch: bool = True
-) -> tuple[SdkTracerProvider, SdkLoggerProvider, SdkMeterProvider]:
-    """SDK providers around the given exporters, as the deployed app uses them (the local host and the
-    tests build theirs here too, with ``batch=False``: each item is exported as it ends)."""
-    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider  # noqa: PLC0415
-    from opentelemetry.sdk._logs.export import (  # noqa: PLC0415
-        BatchLogRecordProcessor,
-        SimpleLogRecordProcessor,
-    )
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
-    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor  # noqa: PLC0415
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON  # noqa: PLC0415
-
-    resource = Resource.create({"service.name": _SCOPE})
-    # ALWAYS_ON, not the default ParentBased: a producer whose traceparent says "not sampled" must not
-    # make a failure disappear.
-    tracer = SdkTracerProvider(resource=resource, sampler=ALWAYS_ON)
-    if span_exporter is not None:  # None: the caller adds its own, which needs this provider
-        tracer.add_span_processor((BatchSpanProcessor if batch else SimpleSpanProcessor)(span_exporter))
-    logger = SdkLoggerProvider(resource=resource)
-    log_processor = BatchLogRecordProcessor if batch else SimpleLogRecordProcessor
-    logger.add_log_record_processor(log_processor(log_exporter))
-    meter = SdkMeterProvider(metric_readers=list(metric_readers), resource=resource)
-    return tracer, logger, meter
-
-
-def _azure_monitor(
-    connection_string: str, client_id: str | None
-) -> tuple[TracerProvider, LoggerProvider, MeterProvider]:
-    """Providers exporting to Application Insights with the managed identity's Entra token (the sync
-    credential: the exporters send from their own background threads)."""
-    from azure.identity import ManagedIdentityCredential  # noqa: PLC0415 - only when telemetry is on
-    from azure.monitor.opentelemetry.exporter import (  # noqa: PLC0415
-        AzureMonitorLogExporter,
-        AzureMonitorMetricExporter,
-        AzureMonitorTraceExporter,
-    )
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-
-    credential = ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
-    options: dict[str, Any] = {"connection_string": connection_string, "credential": credential}
-    metric_reader = PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options))
-    tracer, logger, meter = build_providers(None, AzureMonitorLogExporter(**options), metric_reader)
-    # The trace exporter reads the resource (service.name: the cloud role) from the provider it is given,
-    # else from the global one, which the app does not set (the worker may own it): without it, every
-    # export logs "Failed to derive Resource from Tracer Provider" (export/trace/_exporter.py).
-    span_exporter = AzureMonitorTraceExporter(tracer_provider=tracer, **options)
-    tracer.add_span_processor(BatchSpanProcessor(span_exporter))
-    return tracer, logger, meter
