@@ -379,7 +379,7 @@ class Processor:
             text += f", Batch answered {result.http_status} {result.batch_error_code or ''}".rstrip()
         if error:
             text += f"; {error}"
-        level = _LEVELS[result.outcome]
-        log.log(level, one_line(text), extra=fields)
+        level, text = _LEVELS[result.outcome], one_line(text)
+        log.log(level, text, extra=fields)
         if span is not None:  # telemetry on (shared/telemetry.py): the same record, as OpenTelemetry
-            span.finish(level, one_line(text), fields)
+            span.finish(level, text, fields)

@@ -165,14 +165,14 @@ class Telemetry:
         queue: str | None = None,
         sampling: SuccessSampling | None = None,
     ) -> None:
-        from opentelemetry import trace  # noqa: PLC0415 - only when telemetry is on
+        from opentelemetry import context, trace  # noqa: PLC0415 - only when telemetry is on
         from opentelemetry._logs import SeverityNumber  # noqa: PLC0415
         from opentelemetry.trace import SpanKind, StatusCode  # noqa: PLC0415
         from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
             TraceContextTextMapPropagator,
         )
 
-        self._trace = trace
+        self._trace, self._context = trace, context
         self._kind = SpanKind
         self._error = StatusCode.ERROR
         self._severities = {level: SeverityNumber(number) for level, number in _SEVERITY.items()}
@@ -218,9 +218,7 @@ class Telemetry:
                 host = trace.get_current_span().get_span_context()
                 links = [trace.Link(host)] if host.is_valid else None
         if parent is None:
-            from opentelemetry import context  # noqa: PLC0415 - loaded already when on
-
-            parent = context.get_current()  # the host's invocation span, when it has one
+            parent = self._context.get_current()  # the host's invocation span, when it has one
         invocation = Invocation(self, parent, links, time.time_ns())
         token = _CURRENT.set(invocation)
         try:

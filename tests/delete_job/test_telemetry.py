@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from delete_job.processor import Processor
 from emulators.telemetry import Captured, capture
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 from tests.conftest import BatchHandle, IdentityHandle, ServiceBusHandle
 from tests.delete_job.test_processor import received, records
 
@@ -40,6 +40,21 @@ FIELDS = (
 )
 
 
+def telemetry_settings(batch: BatchHandle, servicebus: ServiceBusHandle, **extra: str) -> Settings:
+    """The settings of a processor against the test's emulators, quick retries short (the telemetry
+    tests' common ground; each adds what its outcomes need)."""
+    return load_settings(
+        {
+            "BATCH_ENDPOINT": batch.url,
+            "DELETION_QUEUE": servicebus.queues.queue,
+            "DEAD_LETTER_QUEUE": servicebus.queues.dedup,
+            "ServiceBusConnection": servicebus.connection_string,
+            "QUICK_RETRY_DELAYS": "0.01,0.01",
+            **extra,
+        }
+    )
+
+
 @pytest.fixture
 def captured() -> Captured:
     return capture("telemetry test")
@@ -52,16 +67,11 @@ async def processor(
     servicebus: ServiceBusHandle,
     captured: Captured,
 ) -> AsyncIterator[Processor]:
-    settings = load_settings(
-        {
-            "BATCH_ENDPOINT": batch_emulator.url,
-            "BATCH_ACCOUNTS": json.dumps({"second": batch_emulator.url}),
-            "DELETION_QUEUE": servicebus.queues.queue,
-            "DEAD_LETTER_QUEUE": servicebus.queues.dedup,
-            "ServiceBusConnection": servicebus.connection_string,
-            "RETRY_DELAYS": "60,300",
-            "QUICK_RETRY_DELAYS": "0.01,0.01",
-        }
+    settings = telemetry_settings(
+        batch_emulator,
+        servicebus,
+        BATCH_ACCOUNTS=json.dumps({"second": batch_emulator.url}),
+        RETRY_DELAYS="60,300",
     )
     telemetry = captured.telemetry(accounts=list(settings.batch_accounts), queue=settings.deletion_queue)
     created = Processor.create(settings, telemetry=telemetry)

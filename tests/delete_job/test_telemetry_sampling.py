@@ -15,9 +15,10 @@ from opentelemetry.trace import SpanKind
 
 from delete_job.processor import Processor
 from emulators.telemetry import Captured, capture
-from shared.settings import Settings, SuccessSampling, load_settings
+from shared.settings import Settings, SuccessSampling
 from tests.conftest import BatchHandle, IdentityHandle, ServiceBusHandle
 from tests.delete_job.test_processor import received, records
+from tests.delete_job.test_telemetry import telemetry_settings
 
 pytestmark = pytest.mark.usefixtures("identity_env")
 
@@ -36,16 +37,7 @@ def captured() -> Captured:
 def settings(
     batch_emulator: BatchHandle, identity_env: IdentityHandle, servicebus: ServiceBusHandle
 ) -> Settings:
-    return load_settings(
-        {
-            "BATCH_ENDPOINT": batch_emulator.url,
-            "DELETION_QUEUE": servicebus.queues.queue,
-            "DEAD_LETTER_QUEUE": servicebus.queues.dedup,
-            "ServiceBusConnection": servicebus.connection_string,
-            "RETRY_DELAYS": "60,300",
-            "QUICK_RETRY_DELAYS": "0.01,0.01",
-        }
-    )
+    return telemetry_settings(batch_emulator, servicebus, RETRY_DELAYS="60,300")
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from opentelemetry.trace import StatusCode
 
 from delete_job.processor import Processor
 from emulators.telemetry import Captured, capture
-from shared.settings import load_settings
 from tests.conftest import BatchHandle, IdentityHandle, ServiceBusHandle
 from tests.delete_job.test_processor import received
-from tests.delete_job.test_telemetry import FIELDS, Exported
+from tests.delete_job.test_telemetry import FIELDS, Exported, telemetry_settings
 
 pytestmark = pytest.mark.usefixtures("identity_env")
 
@@ -43,17 +42,11 @@ async def processor(
     servicebus: ServiceBusHandle,
     captured: Captured,
 ) -> AsyncIterator[Processor]:
-    settings = load_settings(
-        {
-            "BATCH_ENDPOINT": batch_emulator.url,
-            "DELETION_QUEUE": servicebus.queues.queue,
-            "DEAD_LETTER_QUEUE": servicebus.queues.dedup,
-            "ServiceBusConnection": servicebus.connection_string,
-            "QUICK_RETRY_DELAYS": "0.01,0.01",
-            "VERIFY_DELETION_AFTER": "1",
-            "VERIFY_DELETION_TIMEOUT": str(TIMEOUT),
-            "OTEL_TRACES_SAMPLER": "always_on",  # every success exported: each test has its one invocation
-        }
+    settings = telemetry_settings(
+        batch_emulator,
+        servicebus,
+        VERIFY_DELETION_AFTER="1",
+        VERIFY_DELETION_TIMEOUT=str(TIMEOUT),
     )
     telemetry = captured.telemetry(accounts=list(settings.batch_accounts), queue=settings.deletion_queue)
     created = Processor.create(settings, telemetry=telemetry)
