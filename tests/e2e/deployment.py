@@ -176,6 +176,16 @@ class Deployment:
         job = self.batch.control.get_job(job_id)
         return None if job is None else str(job["state"])
 
+    def describe(self) -> str:
+        """The host's counters and its last stderr lines, for a failure report."""
+        try:
+            stats = json.dumps(self.stats(), sort_keys=True)
+        except httpx.HTTPError as exc:
+            stats = f"(no answer: {type(exc).__name__}: {exc})"
+        exit_code = self.host.process.poll()
+        state = "running" if exit_code is None else f"exited with {exit_code}"
+        return f"host {state}; stats {stats}\n{self.host.stderr_tail()}"
+
     def close(self) -> None:
         self.host.stop(timeout=30)
         self.client.close()
