@@ -97,6 +97,18 @@ def outcomes(log_file: Path) -> list[dict[str, Any]]:
     return [e["customDimensions"] for e in entries if e.get("logger") == "delete_job"]
 
 
+def _causal_order(record: dict[str, Any]) -> tuple[int, int]:
+    """Where a record stands in its request's story: the original delivery, then the delayed retries,
+    then the verifications, each by number. The log's order is not the story's: an invocation logs its
+    record after scheduling the next message, and on a busy machine that message's own record can be
+    written first (a 1 s verification, say)."""
+    _, _, suffix = str(record["messageId"]).rpartition(":")
+    for stage, name in enumerate(("retry", "verify"), start=1):
+        if suffix.startswith(name) and suffix[len(name) :].isdigit():
+            return stage, int(suffix[len(name) :])
+    return 0, 0
+
+
 def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
     started = time.monotonic()
     env = dict(os.environ)
@@ -157,6 +169,8 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
             for record in outcomes(log_file):
                 first = str(record["messageId"]).split(":retry")[0].split(":verify")[0]
                 story.setdefault(first, []).append(record)
+            for steps in story.values():
+                steps.sort(key=_causal_order)  # stable: redeliveries of one message stay in log order
             if all(story.get(mid) and story[mid][-1]["outcome"] == c.final for mid, c in ids.items()):
                 break
             time.sleep(0.1)

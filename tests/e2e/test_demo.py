@@ -7,8 +7,11 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from emulators import demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,3 +70,24 @@ def test_demo_shows_every_outcome_and_leaves_no_process() -> None:
         assert job in table, f"{job} missing from the dead-letter table:\n{table}"
     assert "Abandoned" not in result.stdout
     assert processes_of_run(marker) == set()
+
+
+def test_demo_tells_each_story_in_causal_order() -> None:
+    """A verification's record can reach the log before the record of the delivery that scheduled it (seen
+    on a busy machine: "DeletionConfirmed -> Deleted"); the demo shows the original delivery, then its
+    retries, then its verifications, and keeps redeliveries of one message in log order."""
+    logged: list[dict[str, Any]] = [
+        {"messageId": "m:verify1", "outcome": "DeletionConfirmed"},
+        {"messageId": "m:retry2", "outcome": "Deleted"},
+        {"messageId": "m", "outcome": "RetryScheduled", "deliveryCount": 1},
+        {"messageId": "m:retry1", "outcome": "RetryScheduled"},
+        {"messageId": "m", "outcome": "RetryScheduled", "deliveryCount": 2},
+    ]
+    story = sorted(logged, key=demo._causal_order)
+    assert [(r["messageId"], r.get("deliveryCount")) for r in story] == [
+        ("m", 1),
+        ("m", 2),
+        ("m:retry1", None),
+        ("m:retry2", None),
+        ("m:verify1", None),
+    ]
