@@ -97,7 +97,7 @@ def outcomes(log_file: Path) -> list[dict[str, Any]]:
     return [e["customDimensions"] for e in entries if e.get("logger") == "delete_job"]
 
 
-def _causal_order(record: dict[str, Any]) -> tuple[int, int]:
+def causal_order(record: dict[str, Any]) -> tuple[int, int]:
     """Where a record stands in its request's story: the original delivery, then the delayed retries,
     then the verifications, each by number. The log's order is not the story's: an invocation logs its
     record after scheduling the next message, and on a busy machine that message's own record can be
@@ -170,7 +170,7 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
                 first = str(record["messageId"]).split(":retry")[0].split(":verify")[0]
                 story.setdefault(first, []).append(record)
             for steps in story.values():
-                steps.sort(key=_causal_order)  # stable: redeliveries of one message stay in log order
+                steps.sort(key=causal_order)  # stable: redeliveries of one message stay in log order
             if all(story.get(mid) and story[mid][-1]["outcome"] == c.final for mid, c in ids.items()):
                 break
             time.sleep(0.1)

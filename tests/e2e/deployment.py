@@ -22,6 +22,7 @@ from azure.servicebus import (
 )
 
 from emulators import RunningProcess, start
+from emulators.demo import causal_order
 from emulators.servicebus import connection_string
 from tests.conftest import BatchHandle, IdentityHandle
 from tests.polling import json_lines, wait_for
@@ -128,9 +129,13 @@ class Deployment:
         return [entry["customDimensions"] for entry in self.log_entries()]
 
     def wait_outcomes(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """At least `count` records, in causal order (`emulators.demo.causal_order`): an invocation logs
+        after it schedules its retry copy or verification, and on a busy machine that message's record can
+        reach the log first."""
+
         def enough() -> list[dict[str, Any]] | None:
             found = self.outcomes()
-            return found if len(found) >= count else None
+            return sorted(found, key=causal_order) if len(found) >= count else None
 
         return wait_for(enough, f"{count} outcome(s)", timeout)
 

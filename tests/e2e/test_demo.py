@@ -72,7 +72,7 @@ def test_demo_shows_every_outcome_and_leaves_no_process() -> None:
     assert processes_of_run(marker) == set()
 
 
-def test_demo_tells_each_story_in_causal_order() -> None:
+def test_demo_tells_each_story_incausal_order() -> None:
     """A verification's record can reach the log before the record of the delivery that scheduled it (seen
     on a busy machine: "DeletionConfirmed -> Deleted"); the demo shows the original delivery, then its
     retries, then its verifications, and keeps redeliveries of one message in log order."""
@@ -83,7 +83,7 @@ def test_demo_tells_each_story_in_causal_order() -> None:
         {"messageId": "m:retry1", "outcome": "RetryScheduled"},
         {"messageId": "m", "outcome": "RetryScheduled", "deliveryCount": 2},
     ]
-    story = sorted(logged, key=demo._causal_order)
+    story = sorted(logged, key=demo.causal_order)
     assert [(r["messageId"], r.get("deliveryCount")) for r in story] == [
         ("m", 1),
         ("m", 2),
