@@ -145,9 +145,11 @@ def run(out: Any = sys.stdout, timeout: float = 60.0) -> int:
                 ready_timeout=60,
             )
         )
-        # Seeded now, not with the others: mid-deletion for one more second, so that the request finds
-        # it `deleting` (AlreadyDeleting) and the verification finds it gone.
-        batch.add_job("demo-deleting", state="deleting", deleteDelayMs=1000)
+        # Seeded now, not with the others: mid-deletion for 3 s more (VERIFY_DELETION_TIMEOUT). The
+        # request, taken at t < 3 s, finds it `deleting` (AlreadyDeleting); the last look, at t + 3 s,
+        # finds it gone (DeletionConfirmed). With 1 s, a busy machine took the request after the job had
+        # gone: AlreadyDeleted.
+        batch.add_job("demo-deleting", state="deleting", deleteDelayMs=3000)
         ids: dict[str, Case] = {}
         with (
             ServiceBusClient.from_connection_string(settings["ServiceBusConnection"]) as client,
